@@ -1,0 +1,7 @@
+"""``python -m agent`` is ``shoal``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

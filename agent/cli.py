@@ -1,0 +1,319 @@
+"""`shoal`: the command line. `shoal agent` runs an agent; `shoal server ...` talks to one.
+
+Exit codes as Nomad's: 0 success, 1 any error (bad flag, usage, connection, API
+error). Errors go to stderr on one line. This module is the only one that
+configures logging handlers (stderr, ``<time> [LEVEL] logger: message``).
+
+Client commands reach the agent at ``-address`` or ``$SHOAL_ADDR``
+(default ``http://127.0.0.1:4646``) with the standard library's HTTP client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Sequence
+
+from . import __version__
+from .config import (LOG_LEVELS, AgentConfig, UsageError, _Parser, normalise_flags,
+                     parse_agent_args)
+
+__all__ = ["main", "configure_logging"]
+
+DEFAULT_ADDRESS = "http://127.0.0.1:4646"
+
+USAGE = """Usage: shoal <command> [args]
+
+Commands:
+    agent                  Run a shoal agent
+    server members         List the gossip members the agent knows
+    server join ADDR...    Join the agent to other servers
+    server force-leave     Force a member into the left state
+    version                Print the version
+"""
+
+
+class CommandError(Exception):
+    """A client command failed: print the message on stderr, exit 1."""
+
+
+class _UtcFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+def configure_logging(level: str) -> None:
+    """Send every log record at ``level`` or above to stderr, one line each."""
+    logging.addLevelName(LOG_LEVELS["TRACE"], "TRACE")
+    logging.addLevelName(logging.WARNING, "WARN")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(LOG_LEVELS[level])
+    # hypercorn's per-request chatter only at DEBUG
+    logging.getLogger("hypercorn").setLevel(max(LOG_LEVELS[level], logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``shoal`` console script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "-help", "--help", "help"):
+        print(USAGE, end="", file=sys.stderr if not args else sys.stdout)
+        return 1 if not args else 0
+    command, rest = args[0], args[1:]
+    try:
+        if command == "agent":
+            return run_agent_command(rest)
+        if command == "server":
+            return run_server_command(rest)
+        if command in ("version", "-version", "--version"):
+            print(f"shoal v{__version__}")
+            return 0
+        raise UsageError(f"unknown command {command!r}")
+    except (UsageError, CommandError) as exc:
+        print(str(exc).rstrip("\n"), file=sys.stderr)
+        return 1
+
+
+# --- shoal agent -----------------------------------------------------------------
+
+
+def run_agent_command(argv: Sequence[str]) -> int:
+    config = parse_agent_args(argv)
+    configure_logging(config.log_level)
+    import trio
+
+    from .runtime import AgentRuntime, StartupError
+
+    async def _run() -> int:
+        runtime = AgentRuntime(config, handle_signals=True)
+        async with trio.open_nursery() as nursery:
+            running = await nursery.start(_run_and_report, runtime)
+            print_banner(config, running)
+        return runtime_result[0]
+
+    runtime_result: list[int] = []
+
+    async def _run_and_report(runtime: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        runtime_result.append(await runtime.run(task_status=task_status))
+
+    try:
+        return trio.run(_run)
+    except KeyboardInterrupt:
+        return 1
+    except BaseException as exc:  # noqa: BLE001 - unwrap startup errors from nurseries
+        startup = _find(exc, (StartupError, UsageError))
+        if startup is None:
+            raise
+        print(f"==> {startup}", file=sys.stderr)
+        return 1
+
+
+def _find(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find(inner, kinds)
+            if found is not None:
+                return found
+    return None
+
+
+def print_banner(config: AgentConfig, running: Any) -> None:
+    http_host, http_port = running.http_address
+    serf = running.serf_address
+    serf_text = f"{serf[0]}:{serf[1]}" if serf else "(none: client only)"
+    lines = [
+        "==> shoal agent configuration:",
+        "",
+        f"       Advertise Addrs: HTTP: {config.advertise}:{http_port}; "
+        f"RPC: {config.advertise}:{config.rpc_port}; Serf: {serf_text}",
+        f"            Bind Addrs: HTTP: {http_host}:{http_port}; Serf: "
+        f"{config.bind}:{serf[1] if serf else '-'}",
+        f"                Client: {str(config.is_client).lower()}",
+        f"             Log Level: {config.log_level}",
+        f"           Member Name: {running.name}",
+        f"               Node Id: {running.node_id}",
+        f"                Region: {config.region} (DC: {config.datacenter})",
+        f"                Server: {str(config.is_server).lower()}",
+        f"        Gossip Profile: {running.gossip_profile}",
+        f"            Encryption: {str(config.encrypt is not None).lower()}",
+        f"               Version: {__version__}",
+        "",
+        "==> shoal agent started! Log data will stream in below:",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+# --- shoal server ... -----------------------------------------------------------------
+
+
+def run_server_command(argv: Sequence[str]) -> int:
+    if not argv:
+        raise UsageError("usage: shoal server <members|join|force-leave> [options]")
+    sub, rest = argv[0], argv[1:]
+    if sub == "members":
+        return server_members(rest)
+    if sub == "join":
+        return server_join(rest)
+    if sub == "force-leave":
+        return server_force_leave(rest)
+    raise UsageError(f"unknown command 'server {sub}'")
+
+
+def _client_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, add_help=False)
+    parser.add_argument("--address", default=None)
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    longs = [a.option_strings[0][2:] for a in parser._actions if a.option_strings]
+    return parser.parse_args(normalise_flags(argv, longs))
+
+
+def agent_address(flag: str | None) -> str:
+    address = flag or os.environ.get("SHOAL_ADDR") or DEFAULT_ADDRESS
+    if "://" not in address:
+        address = "http://" + address
+    return address.rstrip("/")
+
+
+def http_request(address: str, method: str, path: str,
+                 query: Sequence[tuple[str, str]] = ()) -> tuple[int, bytes]:
+    """One request to the agent: (status, body). Connection failures raise CommandError."""
+    url = address + path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
+    request = urllib.request.Request(url, method=method, data=b"" if method in ("PUT", "POST") else None)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CommandError(f"Error querying agent at {address}: {reason}") from None
+
+
+def _expect_ok(status: int, body: bytes, what: str) -> None:
+    if status != 200:
+        raise CommandError(f"Error {what}: Unexpected response code: {status} "
+                           f"({body.decode(errors='replace')})")
+
+
+def server_members(argv: Sequence[str]) -> int:
+    parser = _client_parser("shoal server members")
+    parser.add_argument("--detailed", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = _parse(parser, argv)
+    address = agent_address(args.address)
+    status, body = http_request(address, "GET", "/v1/agent/members")
+    _expect_ok(status, body, "querying servers")
+    members = json.loads(body)["Members"] or []
+    leaders = find_leaders(address, members)
+    members.sort(key=lambda m: (m["Tags"].get("region", ""), m["Tags"].get("dc", ""), m["Name"]))
+    if args.json:
+        if leaders is not None:
+            for member in members:
+                member["Tags"]["Leader"] = str(is_leader(member, leaders)).lower()
+        print(json.dumps(members, indent=4))
+        return 0
+    print(format_members(members, leaders, detailed=args.detailed or args.verbose))
+    return 0
+
+
+def find_leaders(address: str, members: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Region -> leader "ip:port" from /v1/status/leader; None if the agent does not serve it."""
+    leaders: dict[str, str] = {}
+    regions = sorted({m["Tags"].get("region", "") for m in members if m["Status"] != "left"})
+    for region in regions:
+        status, body = http_request(address, "GET", "/v1/status/leader", [("region", region)])
+        if status == 404 and not body:
+            return None  # not served yet (raft is another issue): no Leader column
+        if status == 200:
+            leaders[region] = json.loads(body)
+    return leaders
+
+
+def is_leader(member: dict[str, Any], leaders: dict[str, str]) -> bool:
+    region = member["Tags"].get("region", "")
+    return leaders.get(region) == f"{member['Addr']}:{member['Tags'].get('port', '')}"
+
+
+def format_members(members: list[dict[str, Any]], leaders: dict[str, str] | None, *,
+                   detailed: bool) -> str:
+    header = ["Name", "Address", "Port", "Status"]
+    if leaders is not None:
+        header.append("Leader")
+    if detailed:
+        header.append("Protocol")
+    header += ["Raft Version", "Build", "Datacenter", "Region"]
+    if detailed:
+        header.append("Tags")
+    rows = [header]
+    for member in members:
+        tags = member["Tags"]
+        row = [member["Name"], member["Addr"], str(member["Port"]), member["Status"]]
+        if leaders is not None:
+            row.append(str(is_leader(member, leaders)).lower())
+        if detailed:
+            row.append(str(member["ProtocolCur"]))
+        row += [tags.get("raft_vsn", "unknown"), tags.get("build", ""), tags.get("dc", ""),
+                tags.get("region", "")]
+        if detailed:
+            row.append(",".join(f"{k}={v}" for k, v in sorted(tags.items())))
+        rows.append(row)
+    return columnize(rows)
+
+
+def columnize(rows: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart, as Nomad's CLI prints tables."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + [row[-1]]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def server_join(argv: Sequence[str]) -> int:
+    parser = _client_parser("shoal server join")
+    parser.add_argument("addresses", nargs="*")
+    args = _parse(parser, argv)
+    if not args.addresses:
+        raise UsageError("One or more server addresses must be given (usage: shoal server join ADDR...)")
+    address = agent_address(args.address)
+    status, body = http_request(address, "PUT", "/v1/agent/join",
+                                [("address", a) for a in args.addresses])
+    _expect_ok(status, body, "joining")
+    result = json.loads(body)
+    if result.get("error"):
+        raise CommandError(f"Error joining: {result['error']}")
+    print(f"Joined {result['num_joined']} servers successfully")
+    return 0
+
+
+def server_force_leave(argv: Sequence[str]) -> int:
+    parser = _client_parser("shoal server force-leave")
+    parser.add_argument("--prune", action="store_true")
+    parser.add_argument("node", nargs="*")
+    args = _parse(parser, argv)
+    if len(args.node) != 1:
+        raise UsageError("This command takes one argument: <node> (usage: shoal server force-leave [-prune] NODE)")
+    query = [("node", args.node[0])] + ([("prune", "1")] if args.prune else [])
+    status, body = http_request(agent_address(args.address), "PUT", "/v1/agent/force-leave", query)
+    _expect_ok(status, body, "force-leaving server")
+    return 0

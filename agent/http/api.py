@@ -1,0 +1,213 @@
+"""``AgentAPI``: the one facade the HTTP routes call; it reads and drives the agent.
+
+Results are plain dicts in Nomad's key order, ready for JSON; failures are
+``ApiError(status, message)`` which the routes write as plain text.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import socket
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from gossip.driver import GossipHandle
+    from gossip.types import Member
+
+    from ..config import AgentConfig
+
+__all__ = ["AgentAPI", "ApiError", "member_json", "multierror", "split_join_address",
+           "resolve_join_addresses"]
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An HTTP error answer: ``status`` and the exact plain-text ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status} {message}")
+        self.status = status
+        self.message = message
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    """One serf member as Nomad's ``/v1/agent/members`` writes it (agent-api.md 2.1)."""
+    return {
+        "Name": member.name,
+        "Addr": member.addr,
+        "Port": member.port,
+        "Tags": dict(member.tags),
+        "Status": str(member.status),
+        "ProtocolMin": member.protocol_min,
+        "ProtocolMax": member.protocol_max,
+        "ProtocolCur": member.protocol_cur,
+        "DelegateMin": member.delegate_min,
+        "DelegateMax": member.delegate_max,
+        "DelegateCur": member.delegate_cur,
+    }
+
+
+def multierror(errors: Sequence[str]) -> str:
+    """hashicorp/go-multierror's text: ``"1 error occurred:\\n\\t* e\\n\\n"``."""
+    if not errors:
+        return ""
+    noun = "error" if len(errors) == 1 else "errors"
+    items = "".join(f"\t* {error}\n" for error in errors)
+    return f"{len(errors)} {noun} occurred:\n{items}\n"
+
+
+def split_join_address(text: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port).
+
+    Like memberlist: when the text does not split as host:port, all of it is the host.
+    Raises:
+        ValueError: the port is not a number in range.
+    """
+    if text.startswith("[") and "]:" in text:
+        host, _, port = text[1:].rpartition("]:")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        return text.strip("[]"), default_port
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid port {port!r}")
+    return host, int(port)
+
+
+async def resolve_join_addresses(addresses: Sequence[str], default_port: int
+                                 ) -> list[tuple[str, list[tuple[str, int]], str | None]]:
+    """Resolve each address to its IPs: [(as given, [(ip, port)...], error or None)]."""
+    resolved = []
+    for text in addresses:
+        try:
+            host, port = split_join_address(text, default_port)
+        except ValueError as exc:
+            resolved.append((text, [], f"Failed to resolve {text}: {exc}"))
+            continue
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            reason = "no such host" if isinstance(exc, socket.gaierror) else str(exc)
+            resolved.append((text, [], f"Failed to resolve {text}: lookup {host}: {reason}"))
+            continue
+        seeds: list[tuple[str, int]] = []
+        for info in infos:
+            seed = (str(info[4][0]), port)
+            if seed not in seeds:
+                seeds.append(seed)
+        resolved.append((text, seeds, None))
+    return resolved
+
+
+async def join_addresses(handle: GossipHandle, addresses: Sequence[str], default_port: int
+                         ) -> tuple[int, list[str]]:
+    """Serf's join: (how many IPs answered, errors in address order)."""
+    resolved = await resolve_join_addresses(addresses, default_port)
+    seeds = [seed for _, found, _ in resolved for seed in found]
+    num_joined, join_errors = (0, ()) if not seeds else await handle.join(seeds)
+    remaining = list(join_errors)
+    errors: list[str] = []
+    for _, found, resolve_error in resolved:
+        if resolve_error is not None:
+            errors.append(resolve_error)
+        for host, port in found:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            for error in [e for e in remaining if f" {where}:" in e or e.endswith(f" {where}")]:
+                errors.append(error)
+                remaining.remove(error)
+    errors.extend(remaining)
+    return num_joined, errors
+
+
+def metrics_timestamp(now: datetime.datetime) -> str:
+    """go-metrics' interval stamp: Go's ``time.Time.String`` of the UTC second."""
+    return now.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+class AgentAPI:
+    """The agent as the HTTP layer sees it.
+
+    Args:
+        config: the agent's settings (names, ports, mode).
+        handle: the running gossip driver, or None for a client-only agent.
+    """
+
+    def __init__(self, config: AgentConfig, handle: GossipHandle | None) -> None:
+        self.config = config
+        self.handle = handle
+        self.is_server = handle is not None
+        self._started = trio.current_time() if _in_trio() else 0.0
+
+    def members(self) -> dict[str, Any]:
+        if self.handle is None:
+            # A client-only agent would ask one of its servers; shoal's client has none yet.
+            raise ApiError(500, "no servers")
+        return {
+            "ServerName": self.config.node,
+            "ServerRegion": self.config.region,
+            "ServerDC": self.config.datacenter,
+            "Members": [member_json(member) for member in self.handle.members()],
+        }
+
+    async def join(self, addresses: Sequence[str]) -> dict[str, Any]:
+        if self.handle is None:
+            raise ApiError(501, "Invalid method")
+        num_joined, errors = await join_addresses(self.handle, addresses, self.config.serf_port)
+        if num_joined > 0:
+            log.info("join done addresses=%s num_joined=%d", ",".join(addresses), num_joined)
+            return {"num_joined": num_joined, "error": ""}
+        log.warning("join failed addresses=%s errors=%d", ",".join(addresses), len(errors))
+        return {"num_joined": 0, "error": multierror(errors)}
+
+    async def force_leave(self, node: str, prune: bool) -> None:
+        if self.handle is None:
+            raise ApiError(501, "Invalid method")
+        known = any(member.name == node for member in self.handle.members())
+        if not known:
+            log.warning("force leave of unknown member name=%s", node)
+        error = await self.handle.force_leave(node, prune)
+        if error:
+            raise ApiError(500, error)
+        log.info("force leave done name=%s prune=%s", node, prune)
+
+    def metrics(self) -> dict[str, Any]:
+        """Nomad's ``/v1/metrics`` shape: every gossip counter and a few gauges."""
+        labels: dict[str, str] = {}
+        gauges: list[dict[str, Any]] = []
+        counters: list[dict[str, Any]] = []
+        if self.handle is not None:
+            stats = self.handle.stats()
+            statuses = Counter(str(member.status) for member in self.handle.members())
+            gauge_values = {"shoal.gossip.members": stats.members,
+                            "shoal.gossip.health_score": stats.health_score,
+                            "shoal.gossip.incarnation": stats.incarnation}
+            for status in ("alive", "leaving", "left", "failed"):
+                gauge_values[f"shoal.gossip.members.{status}"] = statuses.get(status, 0)
+            gauges = [{"Name": name, "Value": float(value), "Labels": labels}
+                      for name, value in gauge_values.items()]
+            uptime = max(trio.current_time() - self._started, 1e-9) if _in_trio() else 1.0
+            # Each counter is cumulative since start, as if incremented by 1 each time.
+            counters = [{"Name": f"shoal.gossip.{name}", "Count": value, "Rate": value / uptime,
+                         "Sum": float(value), "Min": 1.0, "Max": 1.0, "Mean": 1.0,
+                         "Stddev": 0.0, "Labels": labels}
+                        for name, value in sorted(stats.counters.items())]
+        return {
+            "Timestamp": metrics_timestamp(datetime.datetime.now(datetime.timezone.utc)),
+            "Gauges": gauges,
+            "Counters": counters,
+            "Samples": [],
+        }
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,308 @@
+"""The running agent: one nursery owning the gossip driver, the HTTP server and joins.
+
+``AgentRuntime.run`` binds the gossip and HTTP sockets first (so a port in use is a
+clean startup error), builds the ``GossipCore`` with the bound port and the server
+tags, starts the driver and hypercorn, performs ``-join`` (fatal when nobody
+answers), starts ``-retry-join``, and reports readiness. Facts from the gossip core
+are consumed by one task: member changes and user events are logged, user queries
+are answered with this node's member name, and ``ShutdownRequested`` stops the agent.
+
+Signals follow Nomad: SIGINT with ``leave_on_interrupt`` (SIGTERM with
+``leave_on_terminate``) leaves gracefully and exits 0 (1 if the leave timed out or a
+second signal came); otherwise the agent exits 1 at once without leaving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from gossip.config import GossipConfig
+from gossip.driver import GossipHandle, open_gossip_sockets
+from gossip.events import (MemberFailed, MemberJoined, MemberLeft, MemberReaped, MemberUpdated,
+                           Output, QueryReceived, ShutdownRequested, UserEventReceived)
+
+from . import __version__, revision
+from .config import AgentConfig, server_tags
+from .http.api import AgentAPI, join_addresses, multierror
+from .http.app import create_app
+
+__all__ = ["AgentRuntime", "RunningAgent", "StartupError", "load_node_id"]
+
+log = logging.getLogger(__name__)
+
+_FACT_BUFFER = 4096
+_LEAVE_MARGIN = 5.0
+"""Seconds allowed for a graceful leave beyond Serf's broadcast timeout + propagate delay."""
+
+
+class StartupError(Exception):
+    """The agent cannot start (port in use, bad data dir...): one line, exit 1."""
+
+
+@dataclass(frozen=True)
+class RunningAgent:
+    """What ``AgentRuntime.run`` reports once it serves."""
+
+    name: str
+    node_id: str
+    http_address: tuple[str, int]
+    serf_address: tuple[str, int] | None
+    gossip_profile: str
+    handle: GossipHandle | None
+    api: AgentAPI
+
+
+def load_node_id(config: AgentConfig) -> str:
+    """The server's node id: kept in ``<data_dir>/server/node-id``; random in -dev or without a data dir."""
+    if config.dev or not config.data_dir:
+        return str(uuid.uuid4())
+    path = Path(config.data_dir) / "server" / "node-id"
+    try:
+        text = path.read_text().strip()
+        if text:
+            return str(uuid.UUID(text))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"Error reading node id from {path}: {exc}") from None
+    node_id = str(uuid.uuid4())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(node_id)
+    except OSError as exc:
+        raise StartupError(f"Error writing node id to {path}: {exc}") from None
+    return node_id
+
+
+def _bind_http(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"Error starting HTTP server on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class AgentRuntime:
+    """One `shoal agent` process's wiring.
+
+    Args:
+        config: the parsed flags.
+        gossip_overrides: GossipConfig fields to override (tests shorten timings).
+        handle_signals: install SIGINT/SIGTERM handling (only in the main thread).
+    """
+
+    def __init__(self, config: AgentConfig, *, gossip_overrides: dict[str, Any] | None = None,
+                 handle_signals: bool = False) -> None:
+        self.config = config
+        self.gossip_config = GossipConfig.named(config.gossip_profile, **(gossip_overrides or {}))
+        self.handle_signals = handle_signals
+        self.handle: GossipHandle | None = None
+        self._exit_code: int | None = None
+        self._exit = trio.Event()
+        self._facts_send, self._facts_receive = trio.open_memory_channel[Output](_FACT_BUFFER)
+
+    def request_exit(self, code: int) -> None:
+        """Stop the agent with exit status ``code`` (the first request wins)."""
+        if self._exit_code is None:
+            self._exit_code = code
+        self._exit.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[RunningAgent] = trio.TASK_STATUS_IGNORED
+                  ) -> int:
+        """Run until a signal, a shutdown request or ``request_exit``; returns the exit status."""
+        config = self.config
+        node_id = load_node_id(config)
+        http_sock = _bind_http(config.bind, config.http_port)
+        sockets = None
+        try:
+            if config.is_server:
+                try:
+                    sockets = await open_gossip_sockets((config.bind, config.serf_port))
+                except OSError as exc:
+                    raise StartupError(f"Error starting gossip on {config.bind}:{config.serf_port}: "
+                                       f"{exc.strerror or exc}") from None
+                self.handle = self._build_gossip(node_id, sockets.port)
+        except BaseException:
+            http_sock.close()
+            raise
+        api = AgentAPI(config, self.handle)
+        async with trio.open_nursery() as nursery:
+            if self.handle is not None and sockets is not None:
+                await nursery.start(self.handle.run, sockets)
+                nursery.start_soon(self._consume_facts)
+            http_address = await nursery.start(self._serve_http, api, http_sock)
+            if self.handle_signals:
+                await nursery.start(self._watch_signals)
+            if config.join and not await self._startup_join():
+                self.request_exit(1)
+            if config.retry_join and self._exit_code is None:
+                nursery.start_soon(self._retry_join)
+            serf_address = None if sockets is None else (config.advertise, sockets.port)
+            task_status.started(RunningAgent(
+                name=config.member_name, node_id=node_id, http_address=http_address,
+                serf_address=serf_address, gossip_profile=self.gossip_config.profile,
+                handle=self.handle, api=api))
+            await self._exit.wait()
+            nursery.cancel_scope.cancel()
+        assert self._exit_code is not None
+        return self._exit_code
+
+    def _build_gossip(self, node_id: str, port: int) -> GossipHandle:
+        from gossip.core import GossipCore  # the core is another module's; import at use
+        from gossip.keyring import Keyring
+
+        config = self.config
+        name = config.member_name
+        keyring = Keyring([config.encrypt], os.urandom) if config.encrypt is not None else None
+        seed = int.from_bytes(os.urandom(8), "big")
+        log.debug("gossip rng seed=%d", seed)
+        tags = server_tags(config, node_id=node_id, build=__version__, revision=revision())
+        core = GossipCore(self.gossip_config, name=name, addr=config.advertise, port=port,
+                          tags=tags, keyring=keyring, rng=random.Random(f"{seed}/{name}/gossip"),
+                          entropy=os.urandom,
+                          log=logging.LoggerAdapter(logging.getLogger("gossip"), {"node": name}),
+                          now=trio.current_time())
+        return GossipHandle(core, self.gossip_config, on_fact=self._on_fact)
+
+    def _on_fact(self, fact: Output) -> None:
+        try:
+            self._facts_send.send_nowait(fact)
+        except trio.WouldBlock:
+            log.warning("gossip fact dropped: agent too slow fact=%s", type(fact).__name__)
+
+    async def _consume_facts(self) -> None:
+        async for fact in self._facts_receive:
+            self._handle_fact(fact)
+
+    def _handle_fact(self, fact: Output) -> None:
+        member_events = {MemberJoined: "member joined", MemberLeft: "member left",
+                         MemberFailed: "member failed", MemberUpdated: "member updated",
+                         MemberReaped: "member reaped"}
+        if type(fact) in member_events:
+            member = fact.member  # type: ignore[union-attr]
+            # the gossip core logs these at INFO already
+            log.debug("%s name=%s addr=%s:%d", member_events[type(fact)], member.name,
+                      member.addr, member.port)
+        elif isinstance(fact, UserEventReceived):
+            log.debug("user event received name=%s ltime=%d", fact.name, fact.ltime)
+        elif isinstance(fact, QueryReceived):
+            log.debug("query received name=%s from=%s ltime=%d", fact.name, fact.source_node,
+                      fact.ltime)
+            # shoal answers every user query with its member name.
+            assert self.handle is not None
+            self.handle.respond_query(fact.handle, self.config.member_name.encode())
+        elif isinstance(fact, ShutdownRequested):
+            log.error("gossip requested shutdown reason=%s", fact.reason)
+            self.request_exit(1)
+        else:
+            log.debug("gossip fact %s", fact)
+
+    async def _serve_http(self, api: AgentAPI, http_sock: socket.socket, *,
+                          task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        address = http_sock.getsockname()[:2]
+        hconfig = HypercornConfig()
+        hconfig.bind = [f"fd://{http_sock.detach()}"]  # hypercorn adopts our bound socket
+        hconfig.accesslog = None
+        hconfig.errorlog = logging.getLogger("hypercorn.error")
+        hconfig.graceful_timeout = 1.0
+        hconfig.include_server_header = False
+        app = create_app(api)
+        await serve(app, hconfig, shutdown_trigger=trio.sleep_forever,  # type: ignore[arg-type]
+                    task_status=_Adapt(task_status, address))
+
+    async def _startup_join(self) -> bool:
+        assert self.handle is not None, "-join needs -server"
+        log.info("joining cluster addresses=%s", ",".join(self.config.join))
+        num_joined, errors = await join_addresses(self.handle, self.config.join, self.config.serf_port)
+        if num_joined == 0:
+            log.error("join failed error=%r", multierror(errors))
+            return False
+        log.info("join completed num_joined=%d", num_joined)
+        return True
+
+    async def _retry_join(self) -> None:
+        assert self.handle is not None, "-retry-join needs -server"
+        attempt = 0
+        while True:
+            num_joined, errors = await join_addresses(self.handle, self.config.retry_join,
+                                                      self.config.serf_port)
+            if num_joined > 0:
+                log.info("retry join completed initial_servers=%d", num_joined)
+                return
+            attempt += 1
+            if self.config.retry_max and attempt >= self.config.retry_max:
+                log.error("max join retry exhausted, exiting error=%r", multierror(errors))
+                self.request_exit(1)
+                return
+            log.warning("join failed retry=%.1fs error=%r", self.config.retry_interval,
+                        multierror(errors))
+            await trio.sleep(self.config.retry_interval)
+
+    async def _watch_signals(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                             ) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                graceful = ((signum == signal.SIGINT and self.config.leave_on_interrupt)
+                            or (signum == signal.SIGTERM and self.config.leave_on_terminate))
+                log.info("caught signal signal=%s graceful=%s", signal.Signals(signum).name, graceful)
+                if not graceful or self.handle is None:
+                    self.request_exit(1 if not graceful else 0)
+                    return
+                code = await self._graceful_leave(signals)
+                self.request_exit(code)
+                return
+
+    async def _graceful_leave(self, signals: Any) -> int:
+        assert self.handle is not None
+        timeout = (self.gossip_config.broadcast_timeout + self.gossip_config.leave_propagate_delay
+                   + _LEAVE_MARGIN)
+        log.info("gracefully shutting down agent timeout=%.1fs", timeout)
+        result: list[bool] = []
+        async with trio.open_nursery() as nursery:
+            async def leave() -> None:
+                result.append(await self.handle.leave(timeout))  # type: ignore[union-attr]
+                nursery.cancel_scope.cancel()
+
+            async def second_signal() -> None:
+                async for _ in signals:
+                    log.warning("second signal during leave: exiting now")
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(leave)
+            nursery.start_soon(second_signal)
+        if result and result[0]:
+            log.info("graceful leave complete")
+            return 0
+        log.error("graceful leave did not finish")
+        return 1
+
+
+class _Adapt:
+    """A task_status that reports ``value`` when hypercorn reports its binds."""
+
+    def __init__(self, inner: trio.TaskStatus[Any], value: Any) -> None:
+        self._inner = inner
+        self._value = value
+
+    def started(self, _binds: Any = None) -> None:
+        self._inner.started(self._value)
