@@ -15,8 +15,12 @@ fi
 STAMP="$VENV/.shoal-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     echo "==> installing shoal and its test dependencies into $VENV" >&2
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]" >&2
+    if ! { "$VENV/bin/python" -m pip install --quiet --upgrade pip \
+           && "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"; } >"$VENV/pip.log" 2>&1; then
+        cat "$VENV/pip.log" >&2
+        echo "==> installing into $VENV failed (log above, also in $VENV/pip.log)" >&2
+        exit 1
+    fi
     touch "$STAMP"
 fi
 VENV_PY="$VENV/bin/python"
