@@ -3,7 +3,8 @@
 Theory of operation. ``Memberlist`` is HashiCorp memberlist 0.2.2 as a pure state
 machine. It owns the node records (``members.Members``), the broadcast queue, the
 suspicion timers, the local health score, the probe in flight, relays it runs for
-others, and the TCP streams it has open. Inputs are calls carrying ``now``
+others, and the TCP streams it has open (their bookkeeping, push/pull serving and
+joins are the ``streams.StreamsMixin`` half of the class). Inputs are calls carrying ``now``
 (``receive_packet``, ``accept_stream``/``stream_data``/``stream_closed``/
 ``stream_failed``, ``join``, ``leave``, ``update_node``, ``handle_timers``); outputs
 queue up for ``take_outputs`` (``SendPacket``, ``OpenStream``, ``WriteStream``,
@@ -42,11 +43,12 @@ from .awareness import Awareness
 from .config import GossipConfig
 from .delegate import MemberlistDelegate
 from .errors import RemoteProtocolError
-from .events import CloseStream, JoinFinished, OpenStream, Output, SendPacket, WriteStream
-from .members import Members, NodeRecord, verify_protocol
-from .messages import (Ack, Alive, Dead, ErrResp, IndirectPing, MessageType, Nack, NodeState,
-                       Ping, PushNodeState, PushPull, Suspect, UserMsg)
+from .events import Output, SendPacket
+from .members import Members, NodeRecord
+from .messages import (Ack, Alive, Dead, IndirectPing, MessageType, Nack, NodeState, Ping,
+                       Suspect, UserMsg)
 from .stats import Counters
+from .streams import StreamsMixin, format_address
 from .suspicion import Suspicion, confirmations_wanted
 from .types import Address, NodeView, ip_from_bytes, ip_to_bytes
 from . import wire
@@ -56,19 +58,6 @@ COMPOUND_HEADER_OVERHEAD = 2  # type byte + count byte of a compound
 COMPOUND_ITEM_OVERHEAD = 2  # the u16 length slot per part
 USER_MSG_OVERHEAD = 1  # the type-8 byte put in front of each Serf message
 MAX_COMPOUND_PARTS = 255  # the count is one byte
-_ERR_REPLY_FOR = {  # reason -> err text of an incoming stream we cannot read (4.1)
-    "decrypt": "Failed to decrypt remote state",
-    "oversized": "Remote node state is larger than limit",
-    "compress": "Failed to decompress remote state",
-    "decode": "Failed to decode remote state",
-    "truncated": "Failed to read remote state",
-}
-
-
-def format_address(address: Address) -> str:
-    """``ip:port`` as Go's ``net.JoinHostPort`` writes it (IPv6 in brackets)."""
-    ip, port = address
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 @dataclass(slots=True)
@@ -99,27 +88,12 @@ class _Relay:
     expires: float
 
 
-@dataclass(slots=True)
-class _Stream:
-    """One TCP stream: ``kind`` is "push_pull" or "ping" (ours) or "incoming"."""
+class Memberlist(StreamsMixin):
+    """memberlist 0.2.2 as a sans-IO core; see the module docstring.
 
-    kind: str
-    peer: Address
-    reader: wire.StreamReader
-    deadline: float
-    join_id: int | None = None
-    seq: int = 0
-
-
-@dataclass(slots=True)
-class _Join:
-    pending: int
-    joined: int
-    errors: list[str]
-
-
-class Memberlist:
-    """memberlist 0.2.2 as a sans-IO core; see the module docstring."""
+    The TCP stream half (push/pull, stream pings, user-message streams, joins) is
+    ``streams.StreamsMixin``.
+    """
 
     def __init__(self, config: GossipConfig, *, name: str, addr: str, port: int,
                  delegate: MemberlistDelegate, keyring: Keyring | None,
@@ -153,10 +127,7 @@ class Memberlist:
         self._leave_sent = False
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}
-        self._streams: dict[int, _Stream] = {}
-        self._next_stream_id = 0
-        self._joins: dict[int, _Join] = {}
-        self._next_join_id = 0
+        self._init_streams()
         # First ticks at random offsets so that nodes started together spread out.
         self._next_probe = now + rng.random() * config.probe_interval
         self._next_gossip = now + rng.random() * config.gossip_interval
@@ -229,9 +200,7 @@ class Memberlist:
         Returns:
             the join id that the ``JoinFinished`` output carries.
         """
-        self._next_join_id += 1
-        join_id = self._next_join_id
-        self._joins[join_id] = _Join(len(seeds), 0, [])
+        join_id = self._new_join(len(seeds))
         for seed in seeds:
             self._open_push_pull(seed, join=True, join_id=join_id, now=now)
         if not seeds:
@@ -665,212 +634,6 @@ class Memberlist:
             self._raw_send(node.address, packet, node)
 
     # ------------------------------------------------------------------ streams
-
-    def _open_stream(self, kind: str, dest: Address, message: bytes, *, deadline: float,
-                     join_id: int | None = None, seq: int = 0) -> int:
-        self._next_stream_id += 1
-        stream_id = self._next_stream_id
-        self._streams[stream_id] = _Stream(kind, dest, wire.StreamReader(self._keyring),
-                                           deadline, join_id, seq)
-        data = wire.encode_stream(message, keyring=self._keyring,
-                                  compress=self.config.enable_compression)
-        self._counters.inc("sent.streams")
-        self._outputs.append(OpenStream(stream_id, dest, data))
-        return stream_id
-
-    def _close_stream(self, stream_id: int) -> None:
-        self._streams.pop(stream_id, None)
-        self._outputs.append(CloseStream(stream_id))
-
-    def _write_stream(self, stream_id: int, message: bytes) -> None:
-        data = wire.encode_stream(message, keyring=self._keyring,
-                                  compress=self.config.enable_compression)
-        self._outputs.append(WriteStream(stream_id, data))
-
-    def _local_state(self, join: bool) -> bytes:
-        """Our push/pull message: every node we know, then Serf's state (4.2)."""
-        nodes = tuple(PushNodeState(r.name, ip_to_bytes(r.addr), r.port, r.meta, r.incarnation,
-                                    int(r.state), r.vsn) for r in self._members)
-        return wire.encode(PushPull(join, nodes, self._delegate.local_state(join)))
-
-    def _open_push_pull(self, dest: Address, *, join: bool, join_id: int | None,
-                        now: float) -> None:
-        self._counters.inc("push_pulls")
-        self._open_stream("push_pull", dest, self._local_state(join),
-                          deadline=now + self.config.tcp_timeout, join_id=join_id)
-
-    def _periodic_push_pull(self, now: float) -> None:
-        peers = self._members.random_nodes(
-            1, lambda r: r.name == self.name or r.state != NodeState.ALIVE)
-        if peers:
-            self._open_push_pull(peers[0].address, join=False, join_id=None, now=now)
-
-    def accept_stream(self, peer: Address, now: float) -> int:
-        """A peer connected to our TCP port; returns the id for its data."""
-        self._next_stream_id += 1
-        stream_id = self._next_stream_id
-        self._streams[stream_id] = _Stream("incoming", peer, wire.StreamReader(self._keyring),
-                                           now + self.config.tcp_timeout)
-        return stream_id
-
-    def stream_data(self, stream_id: int, data: bytes, now: float) -> None:
-        """Bytes read from a stream; a complete message is handled at once."""
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return
-        try:
-            message = stream.reader.feed(data)
-        except RemoteProtocolError as exc:
-            self._stream_error(stream_id, stream, exc, now)
-            return
-        if message is None:
-            return
-        self._counters.inc(f"received.{message.TYPE.name.lower()}")
-        if stream.kind == "incoming":
-            self._serve_stream(stream_id, stream, message, now)
-        else:
-            self._close_stream(stream_id)
-            self._stream_reply(stream, message, now)
-
-    def stream_closed(self, stream_id: int, now: float) -> None:
-        """The peer closed its side before we had a whole message."""
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return
-        try:
-            stream.reader.eof()
-        except RemoteProtocolError as exc:
-            self._stream_error(stream_id, stream, exc, now)
-            return
-        self._close_stream(stream_id)
-        self._stream_outcome(stream, "EOF", now)
-
-    def stream_failed(self, stream_id: int, reason: str, now: float) -> None:
-        """The driver could not connect, read or write; ``reason`` is its error text."""
-        stream = self._streams.pop(stream_id, None)
-        if stream is not None:
-            self._stream_outcome(stream, reason, now)
-
-    def _expire_streams(self, now: float) -> None:
-        for stream_id in sorted(self._streams):
-            stream = self._streams[stream_id]
-            if now >= stream.deadline:
-                self._counters.inc("dropped.stream_timeout")
-                self._log.warning("stream timed out peer=%s kind=%s",
-                                  format_address(stream.peer), stream.kind)
-                self._close_stream(stream_id)
-                self._stream_outcome(stream, "i/o timeout", now)
-
-    def _stream_error(self, stream_id: int, stream: _Stream, exc: RemoteProtocolError,
-                      now: float) -> None:
-        """A stream sent bytes we cannot read: count, maybe answer err, close."""
-        self._drop(exc.reason, stream.peer, str(exc))
-        if stream.kind == "incoming" and exc.reason != "unknown_type":
-            self._write_stream(stream_id, wire.encode(ErrResp(self._err_text(exc))))
-        self._close_stream(stream_id)
-        self._stream_outcome(stream, str(exc), now)
-
-    def _err_text(self, exc: RemoteProtocolError) -> str:
-        if exc.reason == "encryption_mismatch":
-            if self._keyring is not None:
-                return "Encryption is configured but remote state is not encrypted"
-            return "Remote state is encrypted and encryption is not configured"
-        prefix = _ERR_REPLY_FOR.get(exc.reason)
-        return f"{prefix}: {exc}" if prefix else str(exc)
-
-    def _serve_stream(self, stream_id: int, stream: _Stream, message: object, now: float) -> None:
-        """Answer an incoming request (4.2-4.4), then close."""
-        if isinstance(message, PushPull):
-            self._write_stream(stream_id, self._local_state(message.join))
-            self._close_stream(stream_id)
-            error = self._merge_remote_state(message, stream.peer, now)
-            if error is not None:
-                self._counters.inc("push_pull_failures")
-                self._log.warning("push/pull rejected peer=%s reason=%s",
-                                  format_address(stream.peer), error)
-        elif isinstance(message, Ping):
-            if message.node and message.node != self.name:
-                self._drop("wrong_node", stream.peer, f"stream ping for {message.node!r}")
-            else:
-                self._write_stream(stream_id, wire.encode(Ack(message.seq_no, None)))
-            self._close_stream(stream_id)
-        elif isinstance(message, UserMsg):
-            self._close_stream(stream_id)
-            self._delegate.notify_user_msg(message.payload, stream.peer, now)
-        else:
-            self._drop("unexpected_type", stream.peer, f"{type(message).__name__} on a stream")
-            self._close_stream(stream_id)
-
-    def _stream_reply(self, stream: _Stream, message: object, now: float) -> None:
-        """The one reply of a stream we opened."""
-        error: str | None
-        if stream.kind == "ping":
-            if isinstance(message, Ack) and message.seq_no == stream.seq:
-                error = None
-            elif isinstance(message, Ack):
-                error = f"Sequence number from ack ({message.seq_no}) doesn't match ping ({stream.seq})"
-            else:
-                error = f"Unexpected msgType ({int(message.TYPE)}) from ping"
-        elif isinstance(message, PushPull):
-            error = self._merge_remote_state(message, stream.peer, now)
-        elif isinstance(message, ErrResp):
-            error = f"remote error: {message.error}"
-        else:
-            error = (f"received invalid msgType ({int(message.TYPE)}), "
-                     f"expected pushPullMsg ({int(MessageType.PUSH_PULL)})")
-        self._stream_outcome(stream, error, now)
-
-    def _stream_outcome(self, stream: _Stream, error: str | None, now: float) -> None:
-        """Report how an outgoing stream ended (None = success) to whoever waits."""
-        if stream.kind == "ping":
-            probe = self._probe
-            if error is None and probe is not None and probe.seq == stream.seq:
-                probe.fallback_ok = True
-            elif error is not None:
-                self._log.debug("fallback ping failed peer=%s reason=%s",
-                                format_address(stream.peer), error)
-            return
-        if stream.kind != "push_pull":
-            return
-        if error is not None:
-            self._counters.inc("push_pull_failures")
-            self._log.warning("push/pull failed peer=%s reason=%s",
-                              format_address(stream.peer), error)
-        if stream.join_id is not None and stream.join_id in self._joins:
-            join = self._joins[stream.join_id]
-            join.pending -= 1
-            if error is None:
-                join.joined += 1
-            else:
-                join.errors.append(f"Failed to join {format_address(stream.peer)}: {error}")
-            if join.pending <= 0:
-                self._finish_join(stream.join_id)
-
-    def _finish_join(self, join_id: int) -> None:
-        join = self._joins.pop(join_id)
-        self._outputs.append(JoinFinished(join_id, join.joined, tuple(join.errors)))
-
-    def _merge_remote_state(self, push_pull: PushPull, peer: Address, now: float) -> str | None:
-        """memberlist ``mergeRemoteState`` (4.2): verify, merge nodes, hand Serf its state.
-
-        Returns:
-            None on success, else why the remote state was thrown away.
-        """
-        error = verify_protocol(push_pull.nodes, self._members)
-        if error is not None:
-            return error
-        for entry in push_pull.nodes:
-            if entry.state == NodeState.ALIVE:
-                self._handle_alive(Alive(entry.incarnation, entry.name, entry.addr, entry.port,
-                                         entry.meta, entry.vsn), peer, now)
-            elif entry.state == NodeState.LEFT:
-                self._handle_dead(Dead(entry.incarnation, entry.name, entry.name), peer, now)
-            elif entry.state in (NodeState.DEAD, NodeState.SUSPECT):
-                # A remote "dead" only makes us suspect.
-                self._handle_suspect(Suspect(entry.incarnation, entry.name, self.name), now)
-        if push_pull.user_state:
-            self._delegate.merge_remote_state(push_pull.user_state, push_pull.join, now)
-        return None
 
     # ------------------------------------------------------------------ helpers
 
