@@ -176,7 +176,9 @@ def run_server_command(argv: Sequence[str]) -> int:
 
 def _client_parser(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, add_help=False)
-    parser.add_argument("--address", default=None)
+    parser.add_argument("--help", "-h", action="help", help="show this help and exit")
+    parser.add_argument("--address", default=None,
+                        help="HTTP address of the agent (default $SHOAL_ADDR or http://127.0.0.1:4646)")
     return parser
 
 
