@@ -16,7 +16,9 @@ Timers (all absolute monotonic seconds, the earliest is ``next_deadline``):
 * probe tick every ``probe_interval`` (7.3): ping the next node of the shuffled list;
   after ``probe_timeout`` without an ack, ``indirectPing`` up to ``indirect_checks``
   alive relays and, for targets with PMax >= 3, a TCP stream ping; at
-  ``start + probe_interval * (health + 1)`` the probe ends: no ack -> suspect. A tick
+  ``start + probe_interval * (health + 1)`` the probe ends: no ack -> suspect (a late
+  ``handle_timers`` never ends the probe in the call that starts the indirect phase:
+  that phase always gets ``interval - probe_timeout``). A tick
   that comes while a probe runs waits for it to end (as Go's blocked ticker does);
 * gossip tick every ``gossip_interval`` (2.7): queued broadcasts to a few nodes;
 * push/pull every ``push_pull_scale(n)`` with one random alive node (7.8);
@@ -58,6 +60,9 @@ COMPOUND_HEADER_OVERHEAD = 2  # type byte + count byte of a compound
 COMPOUND_ITEM_OVERHEAD = 2  # the u16 length slot per part
 USER_MSG_OVERHEAD = 1  # the type-8 byte put in front of each Serf message
 MAX_COMPOUND_PARTS = 255  # the count is one byte
+MAX_INCARNATION = 0xFFFFFFFF  # incarnations are uint32 on the wire
+MAX_RELAYS = 1024  # indirect pings run for others at once; a flood past it is dropped
+MIN_COMPRESS_BYTES = 256  # smaller UDP packets are sent uncompressed (see _raw_send)
 
 
 @dataclass(slots=True)
@@ -70,7 +75,8 @@ class _Probe:
     incarnation: int  # the target's incarnation when the probe started
     seq: int
     timeout_at: float  # no ack by then: indirect pings and TCP fallback
-    deadline: float  # the probe ends here at the latest
+    deadline: float  # the probe ends here (pushed back if the indirect phase starts late)
+    interval: float  # the probe interval scaled by our health when the probe started
     indirect_sent: bool = False
     expected_nacks: int = 0
     nacks: int = 0
@@ -228,7 +234,10 @@ class Memberlist(StreamsMixin):
 
     def update_node(self, now: float) -> None:
         """Our meta changed: raise the incarnation and broadcast a fresh alive."""
-        self._incarnation += 1
+        if self._incarnation >= MAX_INCARNATION:
+            self._log.warning("incarnation saturated at %d; meta update may not win",
+                              MAX_INCARNATION)
+        self._incarnation = min(self._incarnation + 1, MAX_INCARNATION)
         meta = self._delegate.node_meta(self.config.meta_max_bytes)
         alive = Alive(self._incarnation, self.name, self._addr_bytes, self._port, meta,
                       self.config.vsn)
@@ -307,6 +316,9 @@ class Memberlist(StreamsMixin):
         except ValueError:
             raise RemoteProtocolError("bad indirect ping target", "bad_addr") from None
         requester = self._reply_address(request.source_addr, request.source_port, source)
+        if len(self._relays) >= MAX_RELAYS:
+            self._drop("too_many_relays", source, f"{len(self._relays)} relays running")
+            return
         seq = self._next_seq()
         self._relays[seq] = _Relay(requester, request.seq_no, request.nack,
                                    now + self.config.probe_timeout)
@@ -454,8 +466,18 @@ class Memberlist(StreamsMixin):
         self._delegate.notify_leave(record.view(), now)
 
     def _refute(self, me: NodeRecord, accused: int) -> None:
-        """Out-number an accusation about ourselves and broadcast alive (7.6)."""
-        self._incarnation = max(self._incarnation + 1, accused + 1)
+        """Out-number an accusation about ourselves and broadcast alive (7.6).
+
+        The incarnation is a uint32 on the wire. Go would send ``accused + 1`` = 2^32
+        for an accusation at 0xFFFFFFFF, which Go peers cannot decode; we saturate at
+        ``MAX_INCARNATION`` instead (a refute at the maximum only ties the accusation,
+        so a peer insisting on it wins; that is logged).
+        """
+        wanted = max(self._incarnation + 1, accused + 1)
+        if wanted > MAX_INCARNATION:
+            self._log.warning("incarnation saturated at %d refuting accusation incarnation=%d",
+                              MAX_INCARNATION, accused)
+        self._incarnation = min(wanted, MAX_INCARNATION)
         me.incarnation = self._incarnation
         self._awareness.apply_delta(1)
         self._counters.inc("refutes")
@@ -474,8 +496,10 @@ class Memberlist(StreamsMixin):
         self._fire_suspicions(now)
         probe = self._probe
         if probe is not None and not probe.indirect_sent and now >= probe.timeout_at:
+            # The indirect phase gets its full time from now (see _probe_indirect), so
+            # the probe cannot also end in this call, however late the call comes.
             self._probe_indirect(probe, now)
-        if probe is not None and now >= probe.deadline:
+        elif probe is not None and probe.indirect_sent and now >= probe.deadline:
             self._finish_probe(now, success=False)
         if self._probe is None and now >= self._next_probe:
             self._next_probe = _next_tick(self._next_probe, self.config.probe_interval, now)
@@ -518,7 +542,7 @@ class Memberlist(StreamsMixin):
         seq = self._next_seq()
         interval = self._awareness.scale(self.config.probe_interval)
         self._probe = _Probe(target.name, target.address, target.pmax, target.incarnation, seq,
-                             now + self.config.probe_timeout, now + interval)
+                             now + self.config.probe_timeout, now + interval, interval)
         self._counters.inc("probes")
         ping = wire.encode(Ping(seq, target.name, self._addr_bytes, self._port, self.name))
         if target.state == NodeState.ALIVE:
@@ -529,8 +553,16 @@ class Memberlist(StreamsMixin):
             self._raw_send(target.address, wire.make_compound([ping, suspect]), target)
 
     def _probe_indirect(self, probe: _Probe, now: float) -> None:
-        """No direct ack in time: relays and, in parallel, a TCP ping (7.3 step 3)."""
+        """No direct ack in time: relays and, in parallel, a TCP ping (7.3 step 3).
+
+        Go waits on real timers, so a late wake-up still leaves the relays and the TCP
+        ping their time; here a late ``handle_timers`` call (event loop stall) could
+        start this phase past the probe's deadline. So the phase always lasts at least
+        ``interval - probe_timeout`` from now, and the direct ping's ack still counts
+        if it arrives meanwhile (it may be waiting unread in the socket).
+        """
         probe.indirect_sent = True
+        probe.deadline = max(probe.deadline, now + probe.interval - self.config.probe_timeout)
         relays = self._members.random_nodes(
             self.config.indirect_checks,
             lambda r: r.name in (self.name, probe.target) or r.state != NodeState.ALIVE)
@@ -602,8 +634,16 @@ class Memberlist(StreamsMixin):
         self._raw_send(dest, packet, None)
 
     def _raw_send(self, dest: Address, packet: bytes, node: NodeRecord | None) -> None:
-        """Compress (if shorter), CRC (node known with PMax >= 5), encrypt; then send."""
-        if self.config.enable_compression:
+        """Compress (if shorter), CRC (node known with PMax >= 5), encrypt; then send.
+
+        Deviation from Go: memberlist tries compression on every packet and keeps the
+        result when shorter. Our LZW is pure Python (~0.1 ms a packet, 0.6 ms for
+        1400 bytes) and rarely saves anything on small packets (pings, acks, single
+        broadcasts), so only packets of at least ``MIN_COMPRESS_BYTES`` are tried.
+        Peers accept uncompressed packets whatever their settings (spec section 9).
+        Streams are still always compressed.
+        """
+        if self.config.enable_compression and len(packet) >= MIN_COMPRESS_BYTES:
             compressed = wire.compress_message(packet)
             if len(compressed) < len(packet):
                 packet = compressed

@@ -57,6 +57,27 @@ REMOVE_KEY_QUERY = INTERNAL_PREFIX + "remove-key"
 LIST_KEYS_QUERY = INTERNAL_PREFIX + "list-keys"
 KEY_QUERIES = (INSTALL_KEY_QUERY, USE_KEY_QUERY, REMOVE_KEY_QUERY, LIST_KEYS_QUERY)
 
+MAX_QUERY_RETAIN_SECONDS = 300.0
+"""Longest we keep an incoming query answerable. The deadline is the peer's
+``Timeout`` (up to ~292 years); we keep at most five minutes of it, which bounds the
+state a flood of queries can pin (Serf keeps the full timeout). Not ``10 x`` the
+default timeout: a deliberate ``serf query -timeout 60s`` must keep working."""
+
+MAX_INCOMING_QUERIES = 4096
+"""Most answerable incoming queries kept at once; past it, new ones are neither acked
+nor delivered (still re-broadcast), counted as ``dropped.query_overload``."""
+
+
+def max_query_replies(members: int) -> int:
+    """Most distinct senders one outgoing query keeps acks or answers from.
+
+    Legitimate senders are members (a few more while the member list settles);
+    anything past that is a peer inventing names, counted as
+    ``dropped.query_reply_overflow``.
+    """
+    return 2 * members + 16
+
+
 MIN_ENCODED_KEY_LENGTH = 25
 """Shortest base64 key (16 bytes); bounds how many keys a list answer can hold."""
 
@@ -148,6 +169,11 @@ def _filter_tag(value: object) -> tuple[str, str]:
 
 T = TypeVar("T")
 
+MAX_SLOT_ITEMS = 256
+"""Most items one ring slot keeps. Serf's slots grow without bound, so a peer sending
+many distinct queries or events with one LTime would grow memory (and our push/pull
+state) forever; past this many, further ones at that LTime are dropped and counted."""
+
 
 @dataclass(slots=True)
 class RingSlot(Generic[T]):
@@ -169,13 +195,20 @@ class LamportRing(Generic[T]):
         """Is ``ltime`` more than a ring behind the clock (spec 8.6 "512 window")?"""
         return clock_time > self.size and ltime < clock_time - self.size
 
-    def record(self, ltime: int, item: T) -> bool:
-        """Add ``item`` at ``ltime``; False (and no change) when it was already there."""
+    def record(self, ltime: int, item: T) -> bool | None:
+        """Add ``item`` at ``ltime``.
+
+        Returns:
+            True when added; False (no change) when it was already there; None (no
+            change) when the slot already holds ``MAX_SLOT_ITEMS`` items.
+        """
         index = ltime % self.size
         slot = self.slots[index]
         if slot is not None and slot.ltime == ltime:
             if item in slot.items:
                 return False
+            if len(slot.items) >= MAX_SLOT_ITEMS:
+                return None
         else:
             slot = RingSlot(ltime)
             self.slots[index] = slot
@@ -347,6 +380,9 @@ class SerfQueries:
         if len(raw) > self.config.query_size_limit:
             raise ConfigError(f"query exceeds the limit of {self.config.query_size_limit} bytes")
         handle = self._next_id()
+        previous = self._outgoing.pop(msg.ltime, None)
+        if previous is not None:  # only once our query clock is saturated (lamport.py)
+            self._finish_query(previous)
         self._outgoing[msg.ltime] = OutgoingQuery(handle, name, msg.ltime, msg.id,
                                                   now + timeout, request_ack, internal)
         self._handle_query(msg, now)
@@ -362,19 +398,34 @@ class SerfQueries:
         """Accept a query once, ack and deliver it; True when it should be re-broadcast."""
         self.query_clock.witness(msg.ltime)
         if msg.ltime < self.query_min_time:
+            self._counters.inc("dropped.query_before_min_time")
+            self._log.debug("query before the minimum ignored name=%s ltime=%d min=%d",
+                            msg.name, msg.ltime, self.query_min_time)
             return False
         if self.queries.is_too_old(msg.ltime, self.query_clock.time()):
+            self._counters.inc("dropped.query_too_old")
             self._log.warning("old query ignored name=%s ltime=%d clock=%d", msg.name,
                               msg.ltime, self.query_clock.time())
             return False
-        if not self.queries.record(msg.ltime, msg.id):
+        recorded = self.queries.record(msg.ltime, msg.id)
+        if recorded is not True:
+            self._counters.inc("dropped.query_duplicate" if recorded is False
+                               else "dropped.query_slot_full")
+            self._log.debug("query not delivered name=%s ltime=%d id=%d reason=%s", msg.name,
+                            msg.ltime, msg.id, "duplicate" if recorded is False else "slot full")
             return False
         self._counters.inc("queries_received")
         rebroadcast = not msg.flags & QUERY_FLAG_NO_BROADCAST
         if not should_process(msg.filters, self.name, self._tags, self._log):
             return rebroadcast
+        if len(self._incoming) >= MAX_INCOMING_QUERIES:
+            self._counters.inc("dropped.query_overload")
+            self._log.warning("too many open incoming queries, not answering name=%s from=%s",
+                              msg.name, msg.source_node)
+            return rebroadcast
+        timeout = min(msg.timeout_ns / 1e9, MAX_QUERY_RETAIN_SECONDS)
         query = IncomingQuery(self._next_id(), msg.name, msg.ltime, msg.id, msg.addr, msg.port,
-                              msg.source_node, msg.relay_factor, now + msg.timeout_ns / 1e9)
+                              msg.source_node, msg.relay_factor, now + timeout)
         if msg.flags & QUERY_FLAG_ACK:
             self._send_query_response(query, QUERY_FLAG_ACK, None)
         self._log.info("query received name=%s from=%s ltime=%d", msg.name, msg.source_node,
@@ -447,6 +498,13 @@ class SerfQueries:
                             msg.id, msg.from_)
             return
         if now >= query.deadline:
+            return
+        if (msg.from_ not in query.acks and msg.from_ not in query.responses
+                and len(query.acks) + len(query.responses)
+                >= 2 * max_query_replies(len(self.members))):
+            self._counters.inc("dropped.query_reply_overflow")
+            self._log.debug("reply from too many senders dropped ltime=%d from=%s", msg.ltime,
+                            msg.from_)
             return
         if msg.flags & QUERY_FLAG_ACK:
             if not query.request_ack or msg.from_ in query.acks:

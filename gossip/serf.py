@@ -47,7 +47,7 @@ from .errors import ConfigError, RemoteProtocolError
 from .events import (ForceLeaveFinished, LeaveFinished, MemberFailed, MemberJoined, MemberLeft,
                      MemberReaped, MemberUpdated, Output, ShutdownRequested, UserEventReceived)
 from .keyring import Keyring
-from .lamport import LamportClock
+from .lamport import LamportClock, next_ltime
 from .messages import (MemberStatus, SerfJoin, SerfLeave, SerfMemberRecord, SerfMessageType,
                        SerfPushPull, SerfQuery, SerfQueryResponse, SerfRelay, SerfUserEvent,
                        SerfUserEventEntry, SerfUserEvents)
@@ -59,6 +59,11 @@ if TYPE_CHECKING:
     from .memberlist import Memberlist
 
 FORCE_LEAVE_TIMEOUT_ERROR = "timed out broadcasting node removal"
+
+MAX_RECENT_INTENTS = 4096
+"""Most buffered intents about unknown names. Serf's buffer is bounded only by its
+timeout, so a peer inventing names could grow it; past this the oldest is forgotten
+(counted as ``dropped.intent_evicted``)."""
 
 
 class SerfState(Enum):
@@ -371,10 +376,17 @@ class Serf(SerfQueries):
     def _upsert_intent(self, node: str, kind: SerfMessageType, ltime: int, now: float) -> bool:
         """Buffer an intent about an unknown node; True when it is news (then re-broadcast)."""
         current = self.recent_intents.get(node)
-        if current is None or ltime > current.ltime:
-            self.recent_intents[node] = _Intent(kind, ltime, now)
-            return True
-        return False
+        if current is not None and ltime <= current.ltime:
+            return False
+        # Re-insert so that the dict stays in order of last update (oldest first).
+        self.recent_intents.pop(node, None)
+        if len(self.recent_intents) >= MAX_RECENT_INTENTS:
+            oldest = next(iter(self.recent_intents))
+            del self.recent_intents[oldest]
+            self._counters.inc("dropped.intent_evicted")
+            self._log.debug("intent buffer full, forgot intent name=%s", oldest)
+        self.recent_intents[node] = _Intent(kind, ltime, now)
+        return True
 
     def _handle_join_intent(self, msg: SerfJoin, now: float) -> bool:
         """Join intent (8.4); True when it should be re-broadcast."""
@@ -642,7 +654,7 @@ class Serf(SerfQueries):
                 clock.witness(value - 1)
         left = set(state.left_members)
         for name in state.left_members:
-            ltime = state.status_ltimes.get(name, 0) + 1
+            ltime = next_ltime(state.status_ltimes.get(name, 0))  # saturates: u64 on the wire
             self._handle_leave_intent(SerfLeave(ltime=ltime, node=name), now)
         for name in sorted(state.status_ltimes):
             if name not in left:
@@ -681,13 +693,22 @@ class Serf(SerfQueries):
         """Record and deliver a user event once; True when it should be re-broadcast."""
         self.event_clock.witness(msg.ltime)
         if msg.ltime < self.event_min_time:
+            self._counters.inc("dropped.event_before_min_time")
+            self._log.debug("user event before the join's minimum ignored name=%s ltime=%d "
+                            "min=%d", msg.name, msg.ltime, self.event_min_time)
             return False
         if self.events.is_too_old(msg.ltime, self.event_clock.time()):
+            self._counters.inc("dropped.event_too_old")
             self._log.warning("old user event ignored name=%s ltime=%d clock=%d", msg.name,
                               msg.ltime, self.event_clock.time())
             return False
         entry = SerfUserEventEntry(msg.name, msg.payload or b"")
-        if not self.events.record(msg.ltime, entry):
+        recorded = self.events.record(msg.ltime, entry)
+        if recorded is not True:
+            self._counters.inc("dropped.event_duplicate" if recorded is False
+                               else "dropped.event_slot_full")
+            self._log.debug("user event not delivered name=%s ltime=%d reason=%s", msg.name,
+                            msg.ltime, "duplicate" if recorded is False else "slot full")
             return False
         self._counters.inc("user_events")
         self._log.info("user event received name=%s ltime=%d", msg.name, msg.ltime)

@@ -61,6 +61,10 @@ def format_address(address: Address) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+MAX_INCOMING_STREAMS = 128
+"""Most incoming TCP streams open at once; more are closed at once (see accept_stream)."""
+
+
 @dataclass(slots=True)
 class _Stream:
     """One TCP stream: ``kind`` is "push_pull" or "ping" (ours) or "incoming"."""
@@ -107,6 +111,7 @@ class StreamsMixin:
     def _init_streams(self) -> None:
         """Empty stream and join tables (called from the host's constructor)."""
         self._streams: dict[int, _Stream] = {}
+        self._incoming_streams = 0  # how many of _streams are kind "incoming"
         self._next_stream_id = 0
         self._joins: dict[int, _Join] = {}
         self._next_join_id = 0
@@ -130,8 +135,15 @@ class StreamsMixin:
         return stream_id
 
     def _close_stream(self, stream_id: int) -> None:
-        self._streams.pop(stream_id, None)
+        self._forget_stream(stream_id)
         self._outputs.append(CloseStream(stream_id))
+
+    def _forget_stream(self, stream_id: int) -> _Stream | None:
+        """Remove a stream record, keeping the count of incoming ones."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None and stream.kind == "incoming":
+            self._incoming_streams -= 1
+        return stream
 
     def _write_stream(self, stream_id: int, message: bytes) -> None:
         data = wire.encode_stream(message, keyring=self._keyring,
@@ -161,11 +173,21 @@ class StreamsMixin:
     # ------------------------------------------------------------------ driver inputs
 
     def accept_stream(self, peer: Address, now: float) -> int:
-        """A peer connected to our TCP port; returns the id for its data."""
+        """A peer connected to our TCP port; returns the id for its data.
+
+        Past ``MAX_INCOMING_STREAMS`` open incoming streams the new one is refused:
+        its ``CloseStream`` is queued at once, it is counted as
+        ``dropped.too_many_streams``, and its data (if any comes) is ignored.
+        """
         self._next_stream_id += 1
         stream_id = self._next_stream_id
+        if self._incoming_streams >= MAX_INCOMING_STREAMS:
+            self._drop("too_many_streams", peer, f"{self._incoming_streams} incoming streams open")
+            self._outputs.append(CloseStream(stream_id))
+            return stream_id
         self._streams[stream_id] = _Stream("incoming", peer, wire.StreamReader(self._keyring),
                                            now + self.config.tcp_timeout)
+        self._incoming_streams += 1
         return stream_id
 
     def stream_data(self, stream_id: int, data: bytes, now: float) -> None:
@@ -202,7 +224,7 @@ class StreamsMixin:
 
     def stream_failed(self, stream_id: int, reason: str, now: float) -> None:
         """The driver could not connect, read or write; ``reason`` is its error text."""
-        stream = self._streams.pop(stream_id, None)
+        stream = self._forget_stream(stream_id)
         if stream is not None:
             self._stream_outcome(stream, reason, now)
 

@@ -114,8 +114,8 @@ def test_fetch_respects_budget_and_tier_order(messages, limit, rng: random.Rando
         queue.queue(message)
     for _ in range(rng.randrange(3)):
         queue.get_broadcasts(2, rng.randrange(200))
-    before = {id(item): item.transmits for item in queue._items}
-    items = list(queue._items)
+    items = queue._ordered()
+    before = {id(item): item.transmits for item in items}
     taken = queue.get_broadcasts(2, limit)
     assert sum(len(m) + 2 for m in taken) <= limit
     taken_ids = set()
@@ -131,3 +131,97 @@ def test_fetch_respects_budget_and_tier_order(messages, limit, rng: random.Rando
                 # A less-sent message may be passed over only if it did not fit; the
                 # budget only shrinks, so it must not fit in what is left at the end.
                 assert len(item.message) + 2 > limit - used
+
+
+class NaiveQueue:
+    """Reference model: a plain list scanned in full for every pick (memberlist's order)."""
+
+    def __init__(self, mult: int, num_nodes):
+        self.mult, self.num_nodes = mult, num_nodes
+        self.items: list[list] = []  # [message, name, id, transmits, on_finished]
+        self.next_id = 0
+
+    def _remove(self, item):
+        self.items.remove(item)
+        if not self.items:
+            self.next_id = 0
+        if item[4] is not None:
+            item[4]()
+
+    def queue(self, message, *, name=None, on_finished=None):
+        for item in list(self.items):
+            if name is not None and item[1] == name:
+                self._remove(item)
+        self.next_id += 1
+        self.items.append([message, name, self.next_id, 0, on_finished])
+
+    @staticmethod
+    def key(item):
+        return (item[3], -len(item[0]), -item[2])
+
+    def get_broadcasts(self, overhead, limit):
+        if not self.items:
+            return []
+        transmit_limit = retransmit_limit(self.mult, self.num_nodes())
+        taken, used = [], 0
+        while limit - used - overhead > 0:
+            fits = [i for i in self.items if len(i[0]) <= limit - used - overhead
+                    and all(i is not t for t in taken)]
+            if not fits:
+                break
+            best = min(fits, key=self.key)
+            used += overhead + len(best[0])
+            taken.append(best)
+        for item in taken:
+            item[3] += 1
+            if item[3] >= transmit_limit:
+                self._remove(item)
+        return [item[0] for item in taken]
+
+    def prune(self, max_retain):
+        while len(self.items) > max_retain:
+            self._remove(max(self.items, key=self.key))
+
+    def reset(self):
+        for item in list(self.items):  # oldest first
+            self._remove(item)
+        self.next_id = 0
+
+    def messages(self):
+        return [item[0] for item in sorted(self.items, key=self.key)]
+
+
+@given(st.randoms(use_true_random=False))
+def test_queue_matches_the_naive_reference(rng: random.Random):
+    """Property: any mix of queue/fetch/prune/reset gives the same results, order and
+    on_finished calls as a naive full-scan implementation of memberlist's order."""
+    size = [rng.randrange(1, 200)]
+    fast, slow = TransmitLimitedQueue(2, lambda: size[0]), NaiveQueue(2, lambda: size[0])
+    finished_fast: list[int] = []
+    finished_slow: list[int] = []
+    for step in range(rng.randrange(1, 120)):
+        op = rng.random()
+        if op < 0.5:
+            # Distinct contents (a counter) with few distinct lengths, so ties happen.
+            message = step.to_bytes(2, "big") + bytes(rng.choice((0, 1, 3, 5, 30)))
+            name = rng.choice((None, None, "a", "b", "c"))
+            fast.queue(message, name=name, on_finished=lambda s=step: finished_fast.append(s))
+            slow.queue(message, name=name, on_finished=lambda s=step: finished_slow.append(s))
+        elif op < 0.85:
+            overhead, limit = rng.randrange(4), rng.randrange(60)
+            assert fast.get_broadcasts(overhead, limit) == slow.get_broadcasts(overhead, limit)
+        elif op < 0.92:
+            keep = rng.randrange(8)
+            fast.prune(keep)
+            slow.prune(keep)
+        elif op < 0.95:
+            fast.reset()
+            slow.reset()
+        else:
+            size[0] = rng.randrange(0, 200)
+        assert fast.messages() == slow.messages()
+        assert len(fast) == len(slow.items)
+        assert finished_fast == finished_slow
+        for name in ("a", "b", "c"):
+            want = next((i[3] for i in slow.items if i[1] == name), None)
+            assert fast.transmits(name) == want
