@@ -5,25 +5,45 @@ to the same port (memberlist's transport), and a few tasks:
 
 * the packet reader feeds each datagram to ``core.receive_packet``;
 * the timer task sleeps until ``core.next_deadline()`` (or until an input changed
-  it) and calls ``core.handle_timers``;
-* the packet sender drains a queue of datagrams to ``sendto``;
+  it) and calls ``core.handle_timers``; first it reads, without blocking, every
+  datagram already waiting in the socket buffer. After an event-loop stall the timer
+  and the reader wake in the same trio batch in random order, and the reader takes
+  one datagram per batch: without this drain a probe timeout could fire while its
+  ack sat unread in the buffer, and a loaded node would suspect healthy peers;
 * the acceptor announces each incoming connection with ``core.accept_stream``;
 * one task per TCP stream writes what the core queued for it and feeds what it
   reads back into the core.
 
+Datagrams are sent at once, with a non-blocking ``sendto`` on the driver's own
+descriptor, in the order the core emitted them. Only when the kernel's send buffer
+is full (EAGAIN) do they wait in a bounded queue for the sender task, which awaits
+writability; new datagrams then queue behind them to keep the order. A full queue
+means the kernel has been refusing datagrams for thousands of sends: those are
+dropped, counted and reported by a rate-limited WARNING (Go's transport would block
+the caller instead; a core must never wait on I/O).
+
 Every input goes through ``GossipHandle._feed``, which calls the core and then
-performs its outputs at once, synchronously: packets and stream writes go into
-queues, new streams are spawned, facts go to the ``on_fact`` callback and to the
-``join``/``leave``/``force_leave`` waiters. So no output waits on another input,
-and the order in which the core emitted outputs for one stream is kept.
+performs its outputs at once, synchronously: packets go out (or to the queue),
+stream writes go to per-stream queues, new streams are spawned, facts go to the
+``on_fact`` callback and to the ``join``/``force_leave`` waiters. So no output waits
+on another input, and the order in which the core emitted outputs for one stream is
+kept.
+
+Network errors never end a task: ICMP errors reported on the UDP socket
+(``ConnectionRefusedError`` on Linux after a port unreachable), failed sends, failed
+accepts and dials are counted under ``driver.*`` and logged, at most one WARNING per
+reason every ``_WARN_INTERVAL`` seconds, carrying the count since the previous one.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+import ipaddress
 import logging
 import math
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
@@ -41,7 +61,31 @@ __all__ = ["GossipHandle", "GossipSockets", "open_gossip_sockets", "run_gossip",
 log = logging.getLogger(__name__)
 
 _SEND_QUEUE_PACKETS = 4096
-"""Datagrams waiting for the sender task; beyond this they are dropped and counted."""
+"""Datagrams waiting for the kernel's send buffer to drain; beyond this they are dropped
+and counted. Only used while ``sendto`` says EAGAIN, so it is empty almost always."""
+
+_DRAIN_LIMIT_PACKETS = 4096
+"""Most datagrams read ahead of one timer run, so a flood cannot starve the timers."""
+_READ_BATCH_PACKETS = 64
+"""Most datagrams the reader feeds before it lets other tasks run."""
+
+_UDP_RECEIVE_BUFFER_BYTES = 2 * 1024 * 1024
+"""memberlist's ``udpRecvBufSize``: asked for, halved on refusal down to the floor."""
+_UDP_RECEIVE_BUFFER_FLOOR_BYTES = 64 * 1024
+
+_WARN_INTERVAL = 10.0
+"""Seconds between two WARNING lines for the same reason (the rest are counted)."""
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+"""The descriptor is non-blocking already (trio set it); the flag makes sure."""
+
+_TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN",
+        "ENOBUFS", "ENOMEM", "EMSGSIZE", "ETIMEDOUT", "EPROTO", "EPERM", "EACCES")
+    if hasattr(errno, name))
+"""Errors a UDP receive can report for one earlier datagram (ICMP) or a passing
+shortage; the socket keeps working. Anything else is a bug or a dead socket."""
 
 _READ_CHUNK_BYTES = 65536
 _CLOSE = object()
@@ -76,6 +120,7 @@ async def open_gossip_sockets(bind: Address, *, attempts: int = 20) -> GossipSoc
     for attempt in range(attempts):
         udp = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
         try:
+            _enlarge_receive_buffer(udp)
             await udp.bind((host, port))
             actual = udp.getsockname()[1]
             tcp = trio.socket.socket(family, trio.socket.SOCK_STREAM)
@@ -94,6 +139,69 @@ async def open_gossip_sockets(bind: Address, *, attempts: int = 20) -> GossipSoc
             raise
         return GossipSockets(udp, trio.SocketListener(tcp), (host, actual))
     raise AssertionError("unreachable")
+
+
+def _enlarge_receive_buffer(udp: Any) -> int:
+    """Ask for a 2 MiB UDP receive buffer, halving on refusal; returns the size granted.
+
+    Gossip arrives in bursts (a push of broadcasts to every member, acks from indirect
+    probes), and datagrams beyond a full buffer are lost: memberlist does the same
+    (``setUDPRecvBuf``). Linux caps the request at ``net.core.rmem_max`` silently and
+    reports twice the size it reserves; BSDs refuse a size above their limit.
+    """
+    size = _UDP_RECEIVE_BUFFER_BYTES
+    while True:
+        try:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            break
+        except OSError as exc:
+            if size // 2 < _UDP_RECEIVE_BUFFER_FLOOR_BYTES:
+                log.debug("udp receive buffer not enlarged error=%s", exc)
+                break
+            size //= 2
+    granted = int(udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    log.debug("udp receive buffer requested_bytes=%d granted_bytes=%d", size, granted)
+    return granted
+
+
+def _sendto_nowait(sock: socket.socket, data: bytes, dest: Address) -> None:
+    """Hand one datagram to the kernel or raise ``BlockingIOError`` (a seam for tests)."""
+    sock.sendto(data, _DONTWAIT, dest)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_numeric_host(host: str) -> bool:
+    """A literal IP address: a blocking ``sendto`` will not stop to resolve it."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _WarningLimiter:
+    """At most one line per reason every ``interval`` seconds, with the count since the last.
+
+    The reasons are a fixed handful of driver failures, so the maps stay small.
+    """
+
+    def __init__(self, interval: float = _WARN_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._pending: dict[str, int] = {}
+
+    def warn(self, reason: str, now: float, message: str, *args: object,
+             level: int = logging.WARNING) -> bool:
+        """Log ``message % args`` with ``reason=`` and ``count=`` unless logged lately."""
+        count = self._pending.get(reason, 0) + 1
+        last = self._last.get(reason)
+        if last is not None and now - last < self.interval:
+            self._pending[reason] = count
+            return False
+        self._last[reason] = now
+        self._pending[reason] = 0
+        log.log(level, message + " reason=%s count=%d", *args, reason, count)
+        return True
 
 
 def dial_error(dest: Address, exc: BaseException) -> str:
@@ -140,6 +248,14 @@ class _Stream:
     """The core knows the stream is over (it closed it, or we reported the end)."""
 
 
+@dataclass
+class _Waiter:
+    """One ``join``/``force_leave`` caller waiting for its result fact."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+
+
 class GossipHandle:
     """What the agent holds of a running gossip driver: commands and views.
 
@@ -165,8 +281,13 @@ class GossipHandle:
         self._wake = trio.Event()
         self._packets_send, self._packets_receive = trio.open_memory_channel[tuple[Address, bytes]](
             _SEND_QUEUE_PACKETS)
-        self._waiters: dict[tuple[str, int], trio.Event] = {}
-        self._results: dict[tuple[str, int], Any] = {}
+        self._waiters: dict[tuple[str, int], _Waiter] = {}
+        """Commands awaiting their result; an entry lives exactly as long as its caller."""
+        self._raw_udp: socket.socket | None = None
+        """A duplicate of the UDP descriptor for non-blocking reads and sends."""
+        self._send_backlog = 0
+        """Datagrams in the send queue or being sent by the sender task."""
+        self._warnings = _WarningLimiter()
         self._leave_done = trio.Event()
         self._running = trio.Event()
 
@@ -176,11 +297,14 @@ class GossipHandle:
                   task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         """Drive the core over ``sockets`` until cancelled; reports the bound port."""
         self.address = sockets.address
+        udp = sockets.udp
+        self._raw_udp = socket.fromfd(udp.fileno(), udp.family, udp.type, udp.proto)
+        self._raw_udp.setblocking(False)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._send_packets, sockets.udp)
-                nursery.start_soon(self._read_packets, sockets.udp)
+                nursery.start_soon(self._read_packets)
                 nursery.start_soon(self._accept_streams, sockets.tcp)
                 nursery.start_soon(self._run_timers)
                 self._drain()  # outputs queued before the driver started (e.g. an early join)
@@ -189,29 +313,85 @@ class GossipHandle:
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+            self._raw_udp.close()
+            self._raw_udp = None
             with trio.CancelScope(shield=True):
                 await sockets.aclose()
         raise AssertionError("unreachable")
 
-    async def _read_packets(self, udp: trio.socket.SocketType) -> NoReturn:
+    @property
+    def _receive_size(self) -> int:
         # One byte more than the limit, so the core sees an oversized datagram as such.
-        size = max(self.config.max_packet_bytes, 65535) + 1
+        return max(self.config.max_packet_bytes, 65535) + 1
+
+    async def _read_packets(self) -> NoReturn:
+        # Read with plain non-blocking calls and feed each datagram before the next
+        # schedule point: trio's own recvfrom yields after taking a datagram, and the
+        # timer task could then run handle_timers while that datagram is in our hands.
+        assert self._raw_udp is not None
         while True:
+            await trio.lowlevel.wait_readable(self._raw_udp)
+            self._receive_nowait(_READ_BATCH_PACKETS)
+
+    def _receive_nowait(self, limit: int) -> int:
+        """Feed the core the datagrams already in the socket buffer; returns how many."""
+        assert self._raw_udp is not None
+        size = self._receive_size
+        for count in range(limit):
             try:
-                data, source = await udp.recvfrom(size)
-            except OSError as exc:  # e.g. ICMP port unreachable reported on Linux
-                self.counters.inc("driver.receive_errors")
-                log.debug("udp receive failed error=%s", exc)
+                data, source = self._raw_udp.recvfrom(size, _DONTWAIT)
+            except BlockingIOError:
+                return count
+            except OSError as exc:  # reported once; the next call reads on
+                self._receive_failed(exc)
                 continue
             self._feed(self.core.receive_packet, data, (source[0], source[1]))
+        return limit
+
+    def _receive_failed(self, exc: OSError) -> None:
+        """Count an error the UDP socket reported; re-raise one that is not about a datagram."""
+        if exc.errno not in _TRANSIENT_ERRNOS:
+            raise exc
+        # On Linux an ICMP error (port unreachable...) for an earlier send can surface
+        # here as ConnectionRefusedError; the socket is fine.
+        self.counters.inc("driver.receive_errors")
+        self._warnings.warn("receive_error", trio.current_time(),
+                            "udp receive failed error=%s", _io_error(exc))
+
+    def _send_packet_nowait(self, dest: Address, data: bytes) -> None:
+        """Send one datagram now, or queue it behind earlier ones; never blocks."""
+        if self._send_backlog == 0 and self._raw_udp is not None and _is_numeric_host(dest[0]):
+            try:
+                _sendto_nowait(self._raw_udp, data, dest)
+                return
+            except BlockingIOError:
+                pass  # the kernel's send buffer is full: the sender task waits for room
+            except OSError as exc:
+                self._send_failed(dest, exc)
+                return
+        try:
+            self._packets_send.send_nowait((dest, data))
+        except trio.WouldBlock:
+            self.counters.inc("driver.send_queue_full")
+            self._warnings.warn("send_queue_full", trio.current_time(),
+                                "udp send queue full, datagram dropped dest=%s queued=%d",
+                                _join_host_port(dest), self._send_backlog)
+            return
+        self._send_backlog += 1
+
+    def _send_failed(self, dest: Address, exc: OSError) -> None:
+        self.counters.inc("driver.send_errors")
+        self._warnings.warn("send_error", trio.current_time(), "udp send failed dest=%s error=%s",
+                            _join_host_port(dest), _io_error(exc))
 
     async def _send_packets(self, udp: trio.socket.SocketType) -> NoReturn:
         async for dest, data in self._packets_receive:
             try:
-                await udp.sendto(data, dest)
+                await udp.sendto(data, dest)  # waits for room in the send buffer
             except OSError as exc:
-                self.counters.inc("driver.send_errors")
-                log.debug("udp send failed dest=%s:%d error=%s", dest[0], dest[1], exc)
+                self._send_failed(dest, exc)
+            finally:
+                self._send_backlog -= 1
         raise AssertionError("packet queue closed")
 
     async def _run_timers(self) -> NoReturn:
@@ -222,9 +402,10 @@ class GossipHandle:
                 await wake.wait()
             if wake.is_set():
                 self._wake = trio.Event()
-            now = trio.current_time()
-            if deadline is not None and now >= deadline:
-                self.core.handle_timers(now=now)
+            if deadline is not None and trio.current_time() >= deadline:
+                # Datagrams that arrived before now (an ack during a stall) go first.
+                self._receive_nowait(_DRAIN_LIMIT_PACKETS)
+                self.core.handle_timers(now=trio.current_time())
                 self._drain()
 
     async def _accept_streams(self, listener: trio.SocketListener) -> NoReturn:
@@ -233,7 +414,8 @@ class GossipHandle:
                 stream = await listener.accept()
             except OSError as exc:  # EMFILE and friends: back off a little
                 self.counters.inc("driver.accept_errors")
-                log.error("tcp accept failed error=%s", exc)
+                self._warnings.warn("accept_error", trio.current_time(), "tcp accept failed error=%s",
+                                    _io_error(exc), level=logging.ERROR)
                 await trio.sleep(0.1)
                 continue
             try:
@@ -266,10 +448,7 @@ class GossipHandle:
             return  # not running yet: run() drains when it starts
         for output in self.core.take_outputs():
             if isinstance(output, SendPacket):
-                try:
-                    self._packets_send.send_nowait((output.dest, output.data))
-                except trio.WouldBlock:
-                    self.counters.inc("driver.send_queue_full")
+                self._send_packet_nowait(output.dest, output.data)
             elif isinstance(output, OpenStream):
                 state = self._register(output.stream_id, output.dest)
                 state.send.send_nowait(output.data)
@@ -295,10 +474,10 @@ class GossipHandle:
         elif isinstance(output, LeaveFinished):
             self._leave_done.set()
         if key is not None:
-            self._results[key] = output
-            waiter = self._waiters.pop(key, None)
-            if waiter is not None:
-                waiter.set()
+            waiter = self._waiters.get(key)
+            if waiter is not None:  # else its caller was cancelled: on_fact still hears it
+                waiter.result = output
+                waiter.done.set()
         if self.on_fact is not None:
             self.on_fact(output)
 
@@ -314,16 +493,24 @@ class GossipHandle:
     async def _dial_stream(self, state: _Stream) -> None:
         host, port = state.peer
         family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
-        sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+        sock: trio.socket.SocketType | None = None
         try:
+            # Creating the socket can fail too (EMFILE): that is a failed dial, not a crash.
+            sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
             with trio.fail_after(self.config.tcp_timeout):
                 await sock.connect((host, port))
         except (OSError, trio.TooSlowError) as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             self.counters.inc("driver.dial_errors")
             self._streams.pop(state.stream_id, None)
             self._end_stream(state, dial_error(state.peer, exc))
             return
+        except BaseException:  # cancelled while connecting
+            if sock is not None:
+                sock.close()
+            self._streams.pop(state.stream_id, None)
+            raise
         await self._serve_stream(state, trio.SocketStream(sock))
 
     async def _serve_stream(self, state: _Stream, stream: trio.SocketStream) -> None:
@@ -415,13 +602,18 @@ class GossipHandle:
         self._feed(self.core.set_tags, tags)
 
     async def _wait_result(self, kind: str, request_id: int) -> Any:
+        """Wait for the fact that ends request ``(kind, request_id)``; forget it if cancelled."""
         key = (kind, request_id)
-        if key not in self._results:
-            waiter = self._waiters[key] = trio.Event()
+        assert key not in self._waiters, f"{kind} id {request_id} reused"
+        # Register before draining: the result can only come out of the core's outputs.
+        waiter = self._waiters[key] = _Waiter()
+        try:
             self._drain()
             self._wake_timers()
-            await waiter.wait()
-        return self._results.pop(key)
+            await waiter.done.wait()
+        finally:
+            del self._waiters[key]
+        return waiter.result
 
     def members(self) -> list[Member]:
         return self.core.members()
