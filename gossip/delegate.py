@@ -30,6 +30,10 @@ class MemberlistDelegate(Protocol):
         memberlist prepends the 8 when it piggybacks them.
         """
 
+    def has_broadcasts(self) -> bool:
+        """Whether ``get_broadcasts`` would return anything (lets an idle node sleep
+        through gossip ticks). Optional: a delegate without it counts as always busy."""
+
     def local_state(self, join: bool) -> bytes:
         """Serf's push/pull user state to send (type 2 first)."""
 

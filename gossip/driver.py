@@ -279,6 +279,7 @@ class GossipHandle:
         self._streams: dict[int, _Stream] = {}
         self._nursery: trio.Nursery | None = None
         self._wake = trio.Event()
+        self._timer_deadline = -math.inf  # what the timer task sleeps until (-inf: awake)
         self._packets_send, self._packets_receive = trio.open_memory_channel[tuple[Address, bytes]](
             _SEND_QUEUE_PACKETS)
         self._waiters: dict[tuple[str, int], _Waiter] = {}
@@ -397,9 +398,11 @@ class GossipHandle:
     async def _run_timers(self) -> NoReturn:
         while True:
             deadline = self.core.next_deadline()
+            self._timer_deadline = math.inf if deadline is None else deadline
             wake = self._wake
-            with trio.move_on_at(math.inf if deadline is None else deadline):
+            with trio.move_on_at(self._timer_deadline):
                 await wake.wait()
+            self._timer_deadline = -math.inf  # awake: any input re-checks at the loop top
             if wake.is_set():
                 self._wake = trio.Event()
             if deadline is not None and trio.current_time() >= deadline:
@@ -436,11 +439,18 @@ class GossipHandle:
         """Call one core input with ``now``, then perform its outputs at once."""
         result = method(*args, now=trio.current_time())
         self._drain()
-        self._wake_timers()
+        self._wake_timers_if_sooner()
         return result
 
     def _wake_timers(self) -> None:
         self._wake.set()
+
+    def _wake_timers_if_sooner(self) -> None:
+        # Waking the timer task costs a task switch per packet; only do it when the
+        # input moved the core's next deadline before the one the task sleeps until.
+        deadline = self.core.next_deadline()
+        if deadline is not None and deadline < self._timer_deadline:
+            self._wake.set()
 
     def _drain(self) -> None:
         """Perform every queued output of the core without blocking."""

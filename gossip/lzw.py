@@ -22,9 +22,16 @@ the table is full until a clear arrives, and treats input that stops before the
 end code, or any code above the next free one, as an error. It raises only
 ``RemoteProtocolError`` (reason ``"compress"``, or ``"oversized"`` when a caller's
 output limit is passed). Pure: no I/O, no clocks.
+
+Both directions keep a small memo keyed by content: an idle cluster exchanges the
+same push/pull state every interval, and pure-Python LZW of a 10 KB state costs
+milliseconds. The memo only returns what the function would compute again, so it
+changes no result; inputs over ``_MEMO_MAX_INPUT_BYTES`` are never kept.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from .errors import RemoteProtocolError
 
@@ -36,6 +43,19 @@ _END = _CLEAR + 1  # 257
 _FIRST_FREE = _CLEAR + 2  # 258: the first code a dictionary entry gets
 _MAX_CODE = (1 << 12) - 1  # 4095
 _MAX_WIDTH = 12
+
+
+_MEMO_ENTRIES = 16
+_MEMO_MAX_INPUT_BYTES = 64 * 1024
+_compress_memo: "OrderedDict[bytes, bytes]" = OrderedDict()
+_decompress_memo: "OrderedDict[tuple[bytes, int | None], bytes]" = OrderedDict()
+
+
+def _remember(memo: OrderedDict, key: object, value: bytes) -> bytes:
+    memo[key] = value
+    if len(memo) > _MEMO_ENTRIES:
+        memo.popitem(last=False)
+    return value
 
 
 class _BitWriter:
@@ -71,6 +91,17 @@ def compress(data: bytes) -> bytes:
     Returns:
         The compressed stream, the ``Buf`` of a memberlist ``compress`` message.
     """
+    data = bytes(data)
+    if len(data) > _MEMO_MAX_INPUT_BYTES:
+        return _compress(data)
+    known = _compress_memo.get(data)
+    if known is not None:
+        _compress_memo.move_to_end(data)
+        return known
+    return _remember(_compress_memo, data, _compress(data))
+
+
+def _compress(data: bytes) -> bytes:
     writer = _BitWriter()
     width = 9
     writer.write(_CLEAR, width)
@@ -134,6 +165,17 @@ def decompress(data: bytes, *, max_bytes: int | None = None) -> bytes:
             that stops before the end code; ``"oversized"`` past ``max_bytes``.
     """
     data = bytes(data)
+    if len(data) > _MEMO_MAX_INPUT_BYTES:
+        return _decompress(data, max_bytes)
+    key = (data, max_bytes)
+    known = _decompress_memo.get(key)
+    if known is not None:
+        _decompress_memo.move_to_end(key)
+        return known
+    return _remember(_decompress_memo, key, _decompress(data, max_bytes))
+
+
+def _decompress(data: bytes, max_bytes: int | None) -> bytes:
     out = bytearray()
     # Entries 0..257 are placeholders so that table[code] indexes directly.
     table: list[bytes] = [bytes((i,)) for i in range(256)] + [b"", b""]

@@ -187,7 +187,11 @@ class Memberlist(StreamsMixin):
 
     def next_deadline(self) -> float | None:
         """The earliest timer: ticks, probe phases, suspicions, relays, streams."""
-        times = [self._next_gossip, self._next_push_pull]
+        times = [self._next_push_pull]
+        if self._has_broadcasts():
+            # An idle node sleeps through gossip ticks; the tick grid is kept, so a
+            # broadcast queued later goes out at the next grid point, as with Go's ticker.
+            times.append(self._next_gossip)
         probe = self._probe
         if probe is None:
             times.append(self._next_probe)
@@ -613,6 +617,13 @@ class Memberlist(StreamsMixin):
     def _encryption_overhead(self) -> int:
         return ENCRYPT_OVERHEAD_V1 if self._keyring is not None else 0
 
+    def _has_broadcasts(self) -> bool:
+        """Whether a gossip round would have anything to send."""
+        if len(self._broadcasts) or (self._leave_message is not None and not self._leave_sent):
+            return True
+        has = getattr(self._delegate, "has_broadcasts", None)
+        return True if has is None else bool(has())
+
     def _take_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """memberlist's queue first, then Serf's if more than 3 bytes remain (2.7)."""
         parts = self._broadcasts.get_broadcasts(overhead, limit)
@@ -666,8 +677,16 @@ class Memberlist(StreamsMixin):
 
         budget = (self.config.udp_buffer_bytes - COMPOUND_HEADER_OVERHEAD
                   - self._encryption_overhead())
-        for node in self._members.random_nodes(self.config.gossip_nodes, excluded):
-            parts = self._take_broadcasts(COMPOUND_ITEM_OVERHEAD, budget)
+        # Take the first packet's broadcasts before choosing targets: an idle node
+        # has nothing queued, and choosing targets scans every node (5 times a second).
+        if len(self._members) <= 1:
+            return  # nobody to tell: keep the broadcasts for when somebody joins
+        parts = self._take_broadcasts(COMPOUND_ITEM_OVERHEAD, budget)
+        if not parts:
+            return
+        for index, node in enumerate(self._members.random_nodes(self.config.gossip_nodes, excluded)):
+            if index > 0:
+                parts = self._take_broadcasts(COMPOUND_ITEM_OVERHEAD, budget)
             if not parts:
                 return
             packet = parts[0] if len(parts) == 1 else wire.make_compound(parts)

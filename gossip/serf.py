@@ -310,6 +310,10 @@ class Serf(SerfQueries):
         self._conflict_query = self.query(CONFLICT_QUERY, self.name.encode(), now,
                                           request_ack=False, internal=True)
 
+    def has_broadcasts(self) -> bool:
+        """Whether any of the three Serf queues holds a message."""
+        return bool(len(self.intent_queue) or len(self.query_queue) or len(self.event_queue))
+
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """Intents first, then queries, then events, within ``limit`` bytes."""
         out: list[bytes] = []
