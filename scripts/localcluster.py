@@ -58,6 +58,13 @@ def main() -> int:
     if args.servers < 1:
         parser.error("need at least one server")
 
+    # SIGTERM/SIGHUP (e.g. from `timeout` or a closed terminal) stop the cluster the
+    # same way Ctrl-C does, so no agent is left running without its launcher.
+    def stop_on_signal(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGHUP, stop_on_signal)
+
     workdir = Path(tempfile.mkdtemp(prefix="shoal-cluster-"))
     procs: list[subprocess.Popen] = []
     nodes = []
