@@ -231,6 +231,12 @@ class Memberlist(StreamsMixin):
         self._handle_dead(dead, (self._addr, self._port), now)
         if not others_alive:
             self._leave_sent = True
+        else:
+            # Serf calls leave the moment its leave intent has been sent its last time,
+            # which in Go happens inside a gossip round whose remaining targets then
+            # already carry this dead message. Gossiping now gives the same timing
+            # instead of waiting for the next tick.
+            self._gossip(now)
 
     def leave_broadcast_sent(self) -> bool:
         """True once our leave has gone out at least once (or nobody was left to tell)."""
