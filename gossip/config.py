@@ -60,7 +60,11 @@ class GossipConfig:
     meta_max_bytes: int = 512
     handoff_queue_depth: int = 1024
     enable_compression: bool = True
-    """Compress streams always, UDP packets when it makes them shorter."""
+    """Compress every stream (as serf agents do); see ``compress_udp`` for datagrams."""
+    compress_udp: bool = False
+    """Also try LZW on outgoing datagrams (kept when shorter), as Go memberlist does.
+    Off by default: peers accept plain datagrams (spec section 9), and pure-Python LZW
+    costs both the sender and every receiver more CPU than the bytes it saves."""
     dead_node_reclaim_time: float = 0.0
     """0 = a dead node's name is never reclaimed by another address (serf)."""
     vsn: bytes = DEFAULT_VSN

@@ -655,12 +655,13 @@ class Memberlist(StreamsMixin):
 
         Deviation from Go: memberlist tries compression on every packet and keeps the
         result when shorter. Our LZW is pure Python (~0.1 ms a packet, 0.6 ms for
-        1400 bytes) and rarely saves anything on small packets (pings, acks, single
-        broadcasts), so only packets of at least ``MIN_COMPRESS_BYTES`` are tried.
+        1400 bytes, and the receiver pays to decompress), so datagrams are compressed
+        only with ``config.compress_udp`` and then only from ``MIN_COMPRESS_BYTES`` on.
         Peers accept uncompressed packets whatever their settings (spec section 9).
         Streams are still always compressed.
         """
-        if self.config.enable_compression and len(packet) >= MIN_COMPRESS_BYTES:
+        if (self.config.enable_compression and self.config.compress_udp
+                and len(packet) >= MIN_COMPRESS_BYTES):
             compressed = wire.compress_message(packet)
             if len(compressed) < len(packet):
                 packet = compressed

@@ -240,6 +240,16 @@ class AgentSpec:
     ports: list[int]
 
 
+def git_revision() -> str:
+    """The commit shoal reports in its `revision` tag (or "unknown"), for Serf's tags."""
+    try:
+        done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
 class SerfImpl:
     label = "serf"
     patterns = SERF_PATTERNS
@@ -247,15 +257,29 @@ class SerfImpl:
     def __init__(self, args) -> None:
         self.binary = args.serf
         self.base = args.port_base
+        self.nomad_tags = args.serf_tags == "nomad"
+        self.revision = git_revision()
 
     def spec(self, i: int) -> AgentSpec:
         gossip, rpc = self.base + i, self.base + 1000 + i
         return AgentSpec(i, f"n{i:02d}", gossip, [gossip, rpc])
 
+    def tags(self, spec: AgentSpec) -> dict[str, str]:
+        """The tags a shoal server carries (Nomad's server tags), so both sides gossip
+        node metadata of the same size: fewer large alive messages fit a 1400-byte
+        gossip packet, which slows join dissemination for whoever carries them."""
+        if not self.nomad_tags:
+            return {}
+        node_id = "%08x-0000-4000-8000-%012x" % (spec.index, spec.gossip_port)
+        return {"role": "nomad", "region": "global", "dc": "dc1", "build": "0.1.0",
+                "revision": self.revision, "vsn": "1", "raft_vsn": "3", "id": node_id,
+                "rpc_addr": "127.0.0.1", "port": str(spec.ports[1])}
+
     def command(self, spec: AgentSpec) -> list[str]:
         addr = f"127.0.0.1:{spec.gossip_port}"
+        tags = [f"-tag={key}={value}" for key, value in self.tags(spec).items()]
         return [self.binary, "agent", f"-node={spec.name}", f"-bind={addr}", f"-advertise={addr}",
-                f"-rpc-addr=127.0.0.1:{spec.ports[1]}", "-log-level=info", "-profile=lan"]
+                f"-rpc-addr=127.0.0.1:{spec.ports[1]}", "-log-level=info", "-profile=lan", *tags]
 
     def log_stream(self) -> str:
         return "stdout"
@@ -991,6 +1015,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port-base", type=int, default=27000,
                    help="serf: base+i gossip, base+1000+i RPC; shoal: base+2000+i HTTP, +3000 RPC, +4000 gossip")
     p.add_argument("--serf", default="/usr/bin/serf")
+    p.add_argument("--serf-tags", choices=("nomad", "none"), default="nomad",
+                   help="give Serf agents the same Nomad server tags shoal servers carry "
+                        "(default), or none as in the shared baseline")
     p.add_argument("--shoal-python", default=str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists()
                    else sys.executable)
     p.add_argument("--seed", type=int, default=None)

@@ -24,9 +24,9 @@ PEERS = {"b": ("127.0.0.2", 7946), "c": ("127.0.0.3", 7946), "d": ("127.0.0.4", 
 PEER = PEERS["b"]
 
 
-def make_core(peers: tuple[str, ...] = ("b",)) -> GossipCore:
+def make_core(peers: tuple[str, ...] = ("b",), config: GossipConfig | None = None) -> GossipCore:
     """Node "a" at 127.0.0.1:7946 that already knows ``peers`` as alive."""
-    core = GossipCore(GossipConfig.lan(), name="a", addr="127.0.0.1", port=7946, tags={"r": "x"},
+    core = GossipCore(config or GossipConfig.lan(), name="a", addr="127.0.0.1", port=7946, tags={"r": "x"},
                       keyring=None, rng=random.Random(1), entropy=random.Random(1).randbytes,
                       log=logging.LoggerAdapter(logging.getLogger("test.hardening"), {}),
                       now=0.0)
@@ -226,14 +226,25 @@ def test_dropped_queries_are_counted_by_reason():
 
 
 def test_only_packets_of_256_bytes_or_more_are_compressed():
-    """A compressible 100-byte packet goes out plain; a 400-byte one is compressed."""
-    core = make_core()
+    """With compress_udp, a compressible 100-byte packet goes out plain; a 400-byte one compressed."""
+    core = make_core(config=GossipConfig.lan(compress_udp=True))
     core.memberlist.send_user(PEER, b"x" * 100)
     core.memberlist.send_user(PEER, b"x" * 400)
     small, large = [o.data for o in core.memberlist.take_outputs() if isinstance(o, SendPacket)]
     assert small[0] == MessageType.USER and len(small) < MIN_COMPRESS_BYTES
     assert large[0] == MessageType.COMPRESS
     assert wire.decode_packet(large).messages[0].payload == b"x" * 400
+
+
+def test_datagrams_are_not_compressed_by_default():
+    """By default no datagram is compressed, however compressible; streams still are."""
+    core = make_core()
+    core.memberlist.send_user(PEER, b"x" * 1000)
+    (packet,) = [o.data for o in core.memberlist.take_outputs() if isinstance(o, SendPacket)]
+    assert packet[0] == MessageType.USER and len(packet) == 1001
+    core.join([PEER], now=1.0)
+    opens = [o for o in core.take_outputs() if isinstance(o, OpenStream)]
+    assert opens and opens[0].data[0] == MessageType.COMPRESS
 
 
 # ---------------------------------------------------------------- bounded state
