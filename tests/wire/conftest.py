@@ -9,5 +9,5 @@ from wire_vectors import VECTOR_DIR, all_lines
 
 @pytest.fixture(scope="session", autouse=True)
 def require_vectors() -> None:
-    """Every wire test needs the capture files (they are part of the shared tree, never skipped)."""
+    """Every wire test needs the capture files (copied into tests/vectors/ from shared/vectors; never skipped)."""
     assert all_lines(), f"no capture vectors found in {VECTOR_DIR}"

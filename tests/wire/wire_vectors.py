@@ -20,7 +20,7 @@ from gossip import lzw, wire
 from gossip.keyring import Keyring
 from gossip.messages import MessageType, PushNodeState, SerfMessageType, SerfQuery, SerfRelay
 
-VECTOR_DIR = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "serf-0.9.4"
+VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors" / "serf-0.9.4"
 KEYS = {"KEY1": bytes(range(0x00, 0x20)), "KEY2": bytes(range(0x40, 0x50))}
 _ENCRYPT_SUMMARY = re.compile(r"^encrypt\[v(\d),(KEY\d)\]")
 # Annotation helper entries that are not wire keys.

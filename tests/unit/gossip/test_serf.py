@@ -669,7 +669,7 @@ def test_notify_update_refreshes_tags() -> None:
 
 # --------------------------------------------------------------------------- captured traffic
 
-VECTORS = Path("/work/shared/vectors/serf-0.9.4")
+VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "serf-0.9.4"
 
 
 def vector_user_payloads(scenario: str, n: int) -> list[bytes]:
@@ -682,7 +682,6 @@ def vector_user_payloads(scenario: str, n: int) -> list[bytes]:
     raise LookupError(f"{scenario} n={n}")
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="captured vectors not present")
 def test_captured_query_ack_and_relay_are_byte_identical() -> None:
     """Fed serf's query n=92, node b acks (n=93) and relays (n=94) with serf's exact bytes."""
     serf, ml = make("b")
@@ -697,7 +696,6 @@ def test_captured_query_ack_and_relay_are_byte_identical() -> None:
     assert serf.queries.record(2, 1148928581) is False  # recorded as seen
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="captured vectors not present")
 def test_captured_user_event_is_delivered() -> None:
     """serf's captured user event n=50 is delivered with its name, payload and LTime."""
     serf, _ = make("b")
@@ -708,7 +706,6 @@ def test_captured_user_event_is_delivered() -> None:
     assert serf.event_queue.messages() == [event]
 
 
-@pytest.mark.skipif(not VECTORS.exists(), reason="captured vectors not present")
 def test_captured_conflict_response_counts_against_newcomer() -> None:
     """The conflict answer serf sent (n=58) names the original b, so our vote is lost."""
     serf, ml = make("b", config=GossipConfig.lan())
