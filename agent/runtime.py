@@ -35,7 +35,8 @@ from gossip.events import (MemberFailed, MemberJoined, MemberLeft, MemberReaped,
 
 from . import __version__, revision
 from .config import AgentConfig, server_tags
-from .http.api import AgentAPI, join_addresses, multierror
+from .http.api import AgentAPI
+from .join import join_addresses, multierror
 from .http.app import create_app
 
 __all__ = ["AgentRuntime", "RunningAgent", "StartupError", "load_node_id"]

@@ -32,7 +32,7 @@ class MemberlistDelegate(Protocol):
 
     def has_broadcasts(self) -> bool:
         """Whether ``get_broadcasts`` would return anything (lets an idle node sleep
-        through gossip ticks). Optional: a delegate without it counts as always busy."""
+        through gossip ticks)."""
 
     def local_state(self, join: bool) -> bytes:
         """Serf's push/pull user state to send (type 2 first)."""

@@ -625,10 +625,7 @@ class Memberlist(StreamsMixin):
 
     def _has_broadcasts(self) -> bool:
         """Whether a gossip round would have anything to send."""
-        if len(self._broadcasts) or (self._leave_message is not None and not self._leave_sent):
-            return True
-        has = getattr(self._delegate, "has_broadcasts", None)
-        return True if has is None else bool(has())
+        return bool(len(self._broadcasts)) or self._delegate.has_broadcasts()
 
     def _take_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """memberlist's queue first, then Serf's if more than 3 bytes remain (2.7)."""

@@ -7,7 +7,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable
 
 import trio
 
@@ -28,6 +28,19 @@ async def wait_until(predicate: Callable[[], Any], *, timeout: float,
             return value
         if trio.current_time() >= deadline:
             raise AssertionError(f"condition not met in {timeout}s; last state: {describe()!r}")
+        await trio.sleep(poll)  # polling interval of the wait, not a fixed wait for an outcome
+
+
+async def wait_until_async(probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool] = bool,
+                           *, timeout: float, poll: float = 0.05) -> Any:
+    """Like ``wait_until`` for an async ``probe`` (an HTTP call); fails with the last value."""
+    deadline = trio.current_time() + timeout
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if trio.current_time() >= deadline:
+            raise AssertionError(f"condition not met in {timeout}s; last state: {value!r}")
         await trio.sleep(poll)  # polling interval of the wait, not a fixed wait for an outcome
 
 

@@ -14,7 +14,7 @@ import trio
 from agent.config import parse_agent_args
 from agent.runtime import AgentRuntime, RunningAgent, StartupError, load_node_id
 
-from .helpers import wait_until
+from .helpers import wait_until, wait_until_async
 from .test_http_api import raw_request
 
 FAST = dict(probe_interval=0.3, probe_timeout=0.1, gossip_interval=0.05, tcp_timeout=1.0,
@@ -55,10 +55,7 @@ async def test_two_agents_join_over_http_and_list_members() -> None:
                 _, members = await get_json(a, "GET", "/v1/agent/members")
                 return {m["Name"] for m in members["Members"] if m["Status"] == "alive"}
 
-            deadline = trio.current_time() + 10
-            while await names() != {"a.global", "b.r2"}:
-                assert trio.current_time() < deadline, await names()
-                await trio.sleep(0.05)
+            await wait_until_async(names, lambda seen: seen == {"a.global", "b.r2"}, timeout=10)
             _, members = await get_json(a, "GET", "/v1/agent/members")
             assert (members["ServerName"], members["ServerRegion"], members["ServerDC"]) == \
                 ("a", "global", "dc1")
@@ -143,10 +140,7 @@ async def test_metrics_expose_gossip_counters() -> None:
                 return sum(c["Count"] for c in metrics["Counters"]
                            if c["Name"].startswith("shoal.gossip.dropped."))
 
-            deadline = trio.current_time() + 5
-            while await dropped() < 1:
-                assert trio.current_time() < deadline
-                await trio.sleep(0.05)
+            await wait_until_async(dropped, lambda count: count >= 1, timeout=5)
             _, metrics = await get_json(a, "GET", "/v1/metrics")
             gauges = {g["Name"]: g["Value"] for g in metrics["Gauges"]}
             assert gauges["shoal.gossip.members.alive"] == 1.0

@@ -10,7 +10,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from agent.http.api import ApiError, member_json, multierror
+from agent.http.api import ApiError, member_json
+from agent.join import multierror
 from agent.http.app import create_app
 from gossip.messages import MemberStatus
 from gossip.types import Member

@@ -45,6 +45,9 @@ class FakeDelegate:
     def notify_user_msg(self, payload, source, now):
         self.user_msgs.append((payload, source))
 
+    def has_broadcasts(self):
+        return bool(self.serf_queue)
+
     def get_broadcasts(self, overhead, limit):
         out, used = [], 0
         while self.serf_queue and used + overhead + len(self.serf_queue[0]) <= limit:
