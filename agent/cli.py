@@ -36,6 +36,10 @@ Commands:
     server members         List the gossip members the agent knows
     server join ADDR...    Join the agent to other servers
     server force-leave     Force a member into the left state
+    operator raft list-peers           Show the raft configuration
+    operator raft remove-peer          Remove a server from the raft configuration
+    operator raft transfer-leadership  Hand leadership to another server
+    var put|get|list|purge Write and read Nomad Variables (replicated through raft)
     version                Print the version
 """
 
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_agent_command(rest)
         if command == "server":
             return run_server_command(rest)
+        if command == "operator":
+            return run_operator_command(rest)
+        if command == "var":
+            return run_var_command(rest)
         if command in ("version", "-version", "--version"):
             print(f"shoal v{__version__}")
             return 0
@@ -172,6 +180,27 @@ def run_server_command(argv: Sequence[str]) -> int:
     if sub == "force-leave":
         return server_force_leave(rest)
     raise UsageError(f"unknown command 'server {sub}'")
+
+
+def run_operator_command(argv: Sequence[str]) -> int:
+    from . import cli_cluster
+
+    verbs = {"list-peers": cli_cluster.operator_raft_list_peers,
+             "remove-peer": cli_cluster.operator_raft_remove_peer,
+             "transfer-leadership": cli_cluster.operator_raft_transfer_leadership}
+    if len(argv) < 2 or argv[0] != "raft" or argv[1] not in verbs:
+        raise UsageError("usage: shoal operator raft <list-peers|remove-peer|transfer-leadership> [options]")
+    return verbs[argv[1]](argv[2:])
+
+
+def run_var_command(argv: Sequence[str]) -> int:
+    from . import cli_cluster
+
+    verbs = {"put": cli_cluster.var_put, "get": cli_cluster.var_get, "list": cli_cluster.var_list,
+             "purge": cli_cluster.var_purge}
+    if not argv or argv[0] not in verbs:
+        raise UsageError("usage: shoal var <put|get|list|purge> [options]")
+    return verbs[argv[0]](argv[1:])
 
 
 def _client_parser(prog: str) -> argparse.ArgumentParser:

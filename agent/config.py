@@ -126,6 +126,12 @@ class AgentConfig:
     leave_on_terminate: bool = False
     gossip_profile: str = ""
     """lan, wan or local; empty until ``resolved()`` picks the default."""
+    raft_protocol: int = 3
+    """2 (deprecated: servers identified by address) or 3 (by node id), as Nomad 1.3."""
+    raft_multiplier: int = 1
+    """Scales raft's heartbeat, election and lease timeouts (1..10)."""
+    fault_injection: bool = False
+    """Allow ``/v1/agent/faults`` to install drop/loss/delay/partition rules."""
 
     @property
     def member_name(self) -> str:
@@ -179,7 +185,8 @@ def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
 AGENT_FLAGS = ("dev", "server", "client", "node", "region", "dc", "bind", "advertise",
                "http-port", "rpc-port", "serf-port", "bootstrap-expect", "join", "retry-join",
                "retry-interval", "retry-max", "encrypt", "data-dir", "log-level",
-               "leave-on-interrupt", "leave-on-terminate", "gossip-profile")
+               "leave-on-interrupt", "leave-on-terminate", "gossip-profile", "raft-protocol",
+               "raft-multiplier", "fault-injection")
 
 
 def _agent_parser() -> argparse.ArgumentParser:
@@ -209,6 +216,9 @@ def _agent_parser() -> argparse.ArgumentParser:
     _bool_flag(parser, "leave-on-terminate", "leave gracefully on SIGTERM (default false)")
     parser.add_argument("--gossip-profile", default="",
                         help="lan, wan or local (default: lan on loopback, else wan)")
+    parser.add_argument("--raft-protocol", default="3", help="raft protocol, 3 (default) or 2 (deprecated)")
+    parser.add_argument("--raft-multiplier", default="1", help="scale raft timeouts, 1..10")
+    _bool_flag(parser, "fault-injection", "allow /v1/agent/faults (chaos experiments)")
     return parser
 
 
@@ -298,8 +308,22 @@ def parse_agent_args(argv: Sequence[str]) -> AgentConfig:
         leave_on_interrupt=_bool_value("leave-on-interrupt", args.leave_on_interrupt),
         leave_on_terminate=_bool_value("leave-on-terminate", args.leave_on_terminate),
         gossip_profile=profile,
+        raft_protocol=parse_raft_protocol(args.raft_protocol),
+        raft_multiplier=_int_flag("raft-multiplier", args.raft_multiplier, minimum=1, maximum=10),
+        fault_injection=_bool_value("fault-injection", args.fault_injection),
     )
     return resolve_defaults(config)
+
+
+def parse_raft_protocol(text: str) -> int:
+    """Nomad 1.3's rule: 3 by default, 2 accepted (deprecated), anything else refused."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise UsageError(f"raft_protocol must be 2 or 3, got {text!r}") from None
+    if value not in (2, 3):
+        raise UsageError(f"raft_protocol must be 2 or 3, got {value}")
+    return value
 
 
 def resolve_defaults(config: AgentConfig) -> AgentConfig:
@@ -341,7 +365,7 @@ def server_tags(config: AgentConfig, *, node_id: str, build: str, revision: str)
         "build": build,
         "revision": revision,
         "vsn": "1",
-        "raft_vsn": "3",
+        "raft_vsn": str(config.raft_protocol),
         "id": node_id,
         "rpc_addr": config.advertise,
         "port": str(config.rpc_port),

@@ -20,7 +20,7 @@ import random
 import signal
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from .config import AgentConfig, server_tags
 from .http.api import AgentAPI
 from .join import join_addresses, multierror
 from .http.app import create_app
+from .faults import FaultFilter
+from .server import ServerRuntime
 
 __all__ = ["AgentRuntime", "RunningAgent", "StartupError", "load_node_id"]
 
@@ -46,6 +48,22 @@ log = logging.getLogger(__name__)
 _FACT_BUFFER = 4096
 _LEAVE_MARGIN = 5.0
 """Seconds allowed for a graceful leave beyond Serf's broadcast timeout + propagate delay."""
+
+
+_EVENT_KINDS: dict[type, str] = {MemberJoined: "joined", MemberLeft: "left", MemberFailed: "failed",
+                                 MemberUpdated: "updated", MemberReaped: "reaped"}
+
+
+def peer_names(members: Any) -> dict[str, str]:
+    """Addresses the fault filter may see for each member: gossip ``ip:port`` and rpc ``ip:port``."""
+    names: dict[str, str] = {}
+    for member in members:
+        host = f"[{member.addr}]" if ":" in member.addr else member.addr
+        names[f"{host}:{member.port}"] = member.name
+        port = member.tags.get("port", "")
+        if port.isdigit():
+            names[f"{host}:{port}"] = member.name
+    return names
 
 
 class StartupError(Exception):
@@ -115,6 +133,8 @@ class AgentRuntime:
         self.gossip_config = GossipConfig.named(config.gossip_profile, **(gossip_overrides or {}))
         self.handle_signals = handle_signals
         self.handle: GossipHandle | None = None
+        self.server: ServerRuntime | None = None
+        self.faults: FaultFilter | None = None
         self._exit_code: int | None = None
         self._exit = trio.Event()
         self._facts_send, self._facts_receive = trio.open_memory_channel[Output](_FACT_BUFFER)
@@ -132,8 +152,12 @@ class AgentRuntime:
         node_id = load_node_id(config)
         http_sock = _bind_http(config.bind, config.http_port)
         sockets = None
+        rpc_listener = None
         try:
             if config.is_server:
+                rpc_listener = await self._bind_rpc()
+                if config.rpc_port == 0:  # port 0 (tests): advertise the port the kernel chose
+                    config = self.config = replace(config, rpc_port=rpc_listener.socket.getsockname()[1])
                 try:
                     sockets = await open_gossip_sockets((config.bind, config.serf_port))
                 except OSError as exc:
@@ -142,12 +166,27 @@ class AgentRuntime:
                 self.handle = self._build_gossip(node_id, sockets.port)
         except BaseException:
             http_sock.close()
+            if rpc_listener is not None:
+                await rpc_listener.aclose()
             raise
-        api = AgentAPI(config, self.handle)
+        if self.handle is not None:
+            self.server = ServerRuntime(config, node_id, self.handle)
+            if config.raft_protocol == 2:
+                log.warning("raft_protocol 2 is deprecated: servers are identified by address; "
+                            "set raft_protocol = 3")
+        if config.fault_injection:
+            self.faults = FaultFilter(config.member_name, random.Random(os.urandom(8)))
+        api = AgentAPI(config, self.handle, server=self.server, faults=self.faults)
         async with trio.open_nursery() as nursery:
             if self.handle is not None and sockets is not None:
+                if self.faults is not None:
+                    self.handle.set_fault_hook(self.faults)
                 await nursery.start(self.handle.run, sockets)
                 nursery.start_soon(self._consume_facts)
+            if self.server is not None and rpc_listener is not None:
+                if self.faults is not None:
+                    self.server.install_fault_hook(self.faults)
+                await nursery.start(self.server.run, rpc_listener)
             http_address = await nursery.start(self._serve_http, api, http_sock)
             if self.handle_signals:
                 await nursery.start(self._watch_signals)
@@ -164,6 +203,15 @@ class AgentRuntime:
             nursery.cancel_scope.cancel()
         assert self._exit_code is not None
         return self._exit_code
+
+    async def _bind_rpc(self) -> trio.SocketListener:
+        config = self.config
+        try:
+            listeners = await trio.open_tcp_listeners(config.rpc_port, host=config.bind)
+        except OSError as exc:
+            raise StartupError(f"Error starting RPC server on {config.bind}:{config.rpc_port}: "
+                               f"{exc.strerror or exc}") from None
+        return listeners[0]
 
     def _build_gossip(self, node_id: str, port: int) -> GossipHandle:
         from gossip.core import GossipCore  # the core is another module's; import at use
@@ -198,6 +246,10 @@ class AgentRuntime:
                          MemberReaped: "member reaped"}
         if type(fact) in member_events:
             member = fact.member  # type: ignore[union-attr]
+            if self.server is not None:
+                self.server.member_event(_EVENT_KINDS[type(fact)], member)
+            if self.faults is not None and self.handle is not None:
+                self.faults.set_peers(peer_names(self.handle.members()))
             # the gossip core logs these at INFO already
             log.debug("%s name=%s addr=%s:%d", member_events[type(fact)], member.name,
                       member.addr, member.port)

@@ -29,6 +29,18 @@ stream writes go to per-stream queues, new streams are spawned, facts go to the
 on another input, and the order in which the core emitted outputs for one stream is
 kept.
 
+An optional fault hook (``fault_hook``, duck-typed: ``outbound(address) -> float |
+None`` and ``inbound(address) -> bool``, addresses as "ip:port"; the agent passes its
+fault filter) sits in front of both transports. Each outbound datagram is dropped or
+sent after the delay it returns (from a task of its own, so the send path never
+waits); each inbound datagram it refuses is dropped before the core sees it. A
+refused dial behaves like a blackholed one: it fails with "i/o timeout" after
+``tcp_timeout``, as a dial into a real partition does; a delayed dial connects after
+the delay. An accepted connection it refuses is closed at once. Each write on a
+stream asks too: it waits the delay, or, refused, the stream stalls like one into a
+partition and fails with "i/o timeout" after ``tcp_timeout`` (the peer's core times
+it out on its side). Without a hook none of this code runs.
+
 Network errors never end a task: ICMP errors reported on the UDP socket
 (``ConnectionRefusedError`` on Linux after a port unreachable), failed sends, failed
 accepts and dials are counted under ``driver.*`` and logged, at most one WARNING per
@@ -46,7 +58,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import trio
 
@@ -56,7 +68,8 @@ from .events import (CloseStream, ForceLeaveFinished, JoinFinished, LeaveFinishe
 from .stats import Counters, GossipStats
 from .types import Address, Member
 
-__all__ = ["GossipHandle", "GossipSockets", "open_gossip_sockets", "run_gossip", "dial_error"]
+__all__ = ["FaultHook", "GossipHandle", "GossipSockets", "open_gossip_sockets", "run_gossip",
+           "dial_error"]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +101,20 @@ _TRANSIENT_ERRNOS = frozenset(
 shortage; the socket keeps working. Anything else is a bug or a dead socket."""
 
 _READ_CHUNK_BYTES = 65536
+_DELAYED_PACKETS = 4096
+"""Datagrams a fault hook's delay may hold at once; beyond this they are dropped and counted."""
 _CLOSE = object()
 """Sentinel in a stream's write queue: close after everything queued before it."""
+
+
+class FaultHook(Protocol):
+    """What the driver asks before each send and after each receive (addresses "ip:port")."""
+
+    def outbound(self, address: str) -> float | None:
+        """None drops the datagram or dial; else the seconds to delay it (0.0: none)."""
+
+    def inbound(self, address: str) -> bool:
+        """False drops the datagram or closes the accepted connection."""
 
 
 @dataclass
@@ -267,11 +292,17 @@ class GossipHandle:
             (``MemberJoined``, ``UserEventReceived``, ``QueryReceived``,
             ``ShutdownRequested``...). It must not call back into the handle
             synchronously; hand the fact to a channel instead.
+        fault_hook: an optional ``FaultHook`` in front of UDP and TCP (see the module
+            docstring); ``set_fault_hook`` installs or removes one later.
     """
 
     def __init__(self, core: Any, config: GossipConfig,
-                 on_fact: Callable[[Output], None] | None = None) -> None:
+                 on_fact: Callable[[Output], None] | None = None, *,
+                 fault_hook: FaultHook | None = None) -> None:
         self.core = core
+        self._fault_hook = fault_hook
+        self._delayed_packets = 0
+        """Datagrams a fault hook's delay holds (each in a task of its own)."""
         self.config = config
         self.on_fact = on_fact
         self.counters = Counters()
@@ -346,6 +377,10 @@ class GossipHandle:
             except OSError as exc:  # reported once; the next call reads on
                 self._receive_failed(exc)
                 continue
+            if self._fault_hook is not None and not self._fault_hook.inbound(
+                    _join_host_port((source[0], source[1]))):
+                self.counters.inc("driver.fault_dropped")
+                continue
             self._feed(self.core.receive_packet, data, (source[0], source[1]))
         return limit
 
@@ -379,6 +414,32 @@ class GossipHandle:
                                 _join_host_port(dest), self._send_backlog)
             return
         self._send_backlog += 1
+
+    def _send_packet_faulted(self, dest: Address, data: bytes) -> None:
+        """Send one datagram as the fault hook says: drop it, now, or after a delay."""
+        assert self._fault_hook is not None and self._nursery is not None
+        delay = self._fault_hook.outbound(_join_host_port(dest))
+        if delay is None:
+            self.counters.inc("driver.fault_dropped_sends")
+        elif delay <= 0:
+            self._send_packet_nowait(dest, data)
+        elif self._delayed_packets >= _DELAYED_PACKETS:
+            self.counters.inc("driver.fault_delay_full")
+        else:
+            self._delayed_packets += 1
+            self.counters.inc("driver.fault_delayed_sends")
+            self._nursery.start_soon(self._send_packet_later, delay, dest, data)
+
+    async def _send_packet_later(self, delay: float, dest: Address, data: bytes) -> None:
+        try:
+            await trio.sleep(delay)
+            self._send_packet_nowait(dest, data)
+        finally:
+            self._delayed_packets -= 1
+
+    def set_fault_hook(self, hook: FaultHook | None) -> None:
+        """Install a fault hook in front of UDP and TCP (None removes it); see the module docstring."""
+        self._fault_hook = hook
 
     def _send_failed(self, dest: Address, exc: OSError) -> None:
         self.counters.inc("driver.send_errors")
@@ -426,6 +487,11 @@ class GossipHandle:
             except OSError:
                 await stream.aclose()
                 continue
+            if self._fault_hook is not None and not self._fault_hook.inbound(
+                    _join_host_port((host, port))):
+                self.counters.inc("driver.fault_closed_accepts")
+                await stream.aclose()
+                continue
             stream_id = self.core.accept_stream((host, port), now=trio.current_time())
             state = self._register(stream_id, (host, port))
             self._drain()
@@ -458,7 +524,10 @@ class GossipHandle:
             return  # not running yet: run() drains when it starts
         for output in self.core.take_outputs():
             if isinstance(output, SendPacket):
-                self._send_packet_nowait(output.dest, output.data)
+                if self._fault_hook is None:
+                    self._send_packet_nowait(output.dest, output.data)
+                else:
+                    self._send_packet_faulted(output.dest, output.data)
             elif isinstance(output, OpenStream):
                 state = self._register(output.stream_id, output.dest)
                 state.send.send_nowait(output.data)
@@ -505,6 +574,8 @@ class GossipHandle:
         family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
         sock: trio.socket.SocketType | None = None
         try:
+            if self._fault_hook is not None:
+                await self._fault_wait(state.peer, "driver.fault_blackholed_dials")
             # Creating the socket can fail too (EMFILE): that is a failed dial, not a crash.
             sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
             with trio.fail_after(self.config.tcp_timeout):
@@ -522,6 +593,18 @@ class GossipHandle:
             self._streams.pop(state.stream_id, None)
             raise
         await self._serve_stream(state, trio.SocketStream(sock))
+
+    async def _fault_wait(self, peer: Address, counter: str) -> None:
+        """Apply the fault hook to a dial or a stream write: wait the delay it gives, or,
+        refused, stall as into a partition and raise ``TooSlowError`` at ``tcp_timeout``."""
+        assert self._fault_hook is not None
+        delay = self._fault_hook.outbound(_join_host_port(peer))
+        if delay is None:
+            self.counters.inc(counter)
+            await trio.sleep(self.config.tcp_timeout)
+            raise trio.TooSlowError
+        if delay > 0:
+            await trio.sleep(delay)
 
     async def _serve_stream(self, state: _Stream, stream: trio.SocketStream) -> None:
         try:
@@ -556,6 +639,8 @@ class GossipHandle:
             if item is _CLOSE:
                 break
             try:
+                if self._fault_hook is not None:
+                    await self._fault_wait(state.peer, "driver.fault_stalled_writes")
                 with trio.fail_after(self.config.tcp_timeout):
                     await stream.send_all(item)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
@@ -643,6 +728,7 @@ class GossipHandle:
 async def run_gossip(core: Any, *, bind: Address | GossipSockets,
                      config: GossipConfig | None = None, handle: GossipHandle | None = None,
                      on_fact: Callable[[Output], None] | None = None,
+                     fault_hook: FaultHook | None = None,
                      task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> NoReturn:
     """Own the UDP socket, the TCP listener, the streams and the timers of one core.
 
@@ -653,10 +739,14 @@ async def run_gossip(core: Any, *, bind: Address | GossipSockets,
         config: the core's ``GossipConfig`` (default: ``core.config``).
         handle: the ``GossipHandle`` to run (for join/leave/...); one is made if None.
         on_fact: see ``GossipHandle``; used only when ``handle`` is None.
+        fault_hook: see ``GossipHandle``; installed on ``handle`` too when given.
 
     Reports the bound port through ``task_status``; runs until cancelled.
     """
     if handle is None:
-        handle = GossipHandle(core, config if config is not None else core.config, on_fact)
+        handle = GossipHandle(core, config if config is not None else core.config, on_fact,
+                              fault_hook=fault_hook)
+    elif fault_hook is not None:
+        handle.set_fault_hook(fault_hook)
     sockets = bind if isinstance(bind, GossipSockets) else await open_gossip_sockets(bind)
     await handle.run(sockets, task_status=task_status)

@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..join import join_addresses, multierror
+from ..rpc import RpcError
 
 if TYPE_CHECKING:
     from gossip.driver import GossipHandle
     from gossip.types import Member
 
     from ..config import AgentConfig
+    from ..faults import FaultFilter
+    from ..server import ServerRuntime
 
 __all__ = ["AgentAPI", "ApiError", "member_json"]
 
@@ -58,7 +61,96 @@ def metrics_timestamp(now: datetime.datetime) -> str:
     return now.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 
-class AgentAPI:
+class ClusterMixin:
+    """Status, operator raft, replicated state and fault endpoints (issue 3)."""
+
+    server: ServerRuntime | None
+    faults_filter: FaultFilter | None
+    handle: GossipHandle | None
+
+    def _server(self) -> ServerRuntime:
+        if self.server is None:
+            raise ApiError(500, "no servers")
+        return self.server
+
+    async def status_leader(self) -> str:
+        return self._server().leader_address()
+
+    async def status_peers(self) -> list[str]:
+        return self._server().peer_addresses()
+
+    async def raft_configuration(self, stale: bool) -> dict[str, Any]:
+        server = self._server()
+        if stale:
+            return server.configuration_view()
+        return await self._on_leader("Operator.RaftGetConfiguration", {},
+                                     lambda _args: _wrap(server.configuration_view()))
+
+    async def raft_remove_peer(self, *, id: str | None, address: str | None) -> None:
+        server = self._server()
+        await self._on_leader("Operator.RaftRemovePeer", {"id": id or "", "address": address or ""},
+                              server.local_remove_peer)
+
+    async def raft_transfer_leadership(self, *, id: str | None, address: str | None) -> None:
+        server = self._server()
+        await self._on_leader("Operator.TransferLeadership", {"id": id or "", "address": address or ""},
+                              server.local_transfer)
+
+    async def state_apply(self, command: dict[str, Any]) -> dict[str, Any]:
+        server = self._server()
+        return await self._on_leader("State.Apply", command, server.local_apply)
+
+    async def state_read(self, query: dict[str, Any], stale: bool) -> dict[str, Any]:
+        server = self._server()
+        if stale:
+            try:
+                return server.read_now(query)
+            except RpcError as exc:
+                raise ApiError(400, str(exc)) from None
+        return await self._on_leader("State.Read", query, server.local_read)
+
+    async def _on_leader(self, method: str, args: Any, local: Any) -> Any:
+        from ..server import NoLeader
+
+        try:
+            return await self._server().on_leader(method, args, local)
+        except NoLeader as exc:
+            raise ApiError(500, str(exc)) from None
+        except RpcError as exc:
+            raise ApiError(500, str(exc)) from None
+
+    def _filter(self) -> FaultFilter:
+        if self.faults_filter is None:
+            raise ApiError(403, "fault injection is disabled on this agent (start it with -fault-injection)")
+        return self.faults_filter
+
+    def faults(self) -> dict[str, Any] | None:
+        rules = self._filter().rules
+        return None if rules is None else rules.to_json()
+
+    def set_faults(self, body: Any) -> dict[str, Any]:
+        from ..faults import FaultRules, FaultSpecError
+
+        fault_filter = self._filter()
+        try:
+            rules = FaultRules.from_json(body)
+        except FaultSpecError as exc:
+            raise ApiError(400, str(exc)) from None
+        if self.handle is not None:
+            from ..runtime import peer_names
+            fault_filter.set_peers(peer_names(self.handle.members()))
+        fault_filter.set_rules(rules)
+        return rules.to_json()
+
+    def clear_faults(self) -> None:
+        self._filter().clear()
+
+
+async def _wrap(value: Any) -> Any:
+    return value
+
+
+class AgentAPI(ClusterMixin):
     """The agent as the HTTP layer sees it.
 
     Args:
@@ -66,9 +158,12 @@ class AgentAPI:
         handle: the running gossip driver, or None for a client-only agent.
     """
 
-    def __init__(self, config: AgentConfig, handle: GossipHandle | None) -> None:
+    def __init__(self, config: AgentConfig, handle: GossipHandle | None, *,
+                 server: ServerRuntime | None = None, faults: FaultFilter | None = None) -> None:
         self.config = config
         self.handle = handle
+        self.server = server
+        self.faults_filter = faults
         self.is_server = handle is not None
         self._started = trio.current_time() if _in_trio() else 0.0
 

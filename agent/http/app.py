@@ -139,6 +139,9 @@ def create_app(api: AgentFacade) -> QuartTrio:
         _require_method("GET")
         return json_response(api.metrics())
 
+    from .cluster_routes import register_cluster_routes
+
+    register_cluster_routes(app, api)
     return app
 
 

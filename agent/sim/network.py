@@ -21,6 +21,9 @@ It answers two questions for the simulator:
   the simulator keeps each direction in order.
 
 Nodes are named by the simulator (``n1``, ``n2`` ...); the network knows only names.
+Which pairs a partition separates, whether a datagram is lost and how long it takes
+are decided by the functions of ``agent/faults.py``, the fault model every real
+agent's fault filter applies too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
+
+from agent.faults import draw_delay, draw_lost, is_split, partition_groups
 
 PROCESS_ACTIONS = ("kill", "pause", "resume", "restart", "leave")
 
@@ -162,7 +167,7 @@ class _ActivePartition:
     group_of: dict[str, int] = field(default_factory=dict)
 
     def splits(self, a: str, b: str) -> bool:
-        return self.group_of.get(a, -1) != self.group_of.get(b, -1)
+        return is_split(self.group_of, a, b)
 
 
 class Network:
@@ -187,10 +192,7 @@ class Network:
     # --- faults switched at run time ---
     def partition(self, groups: Iterable[Iterable[str]]) -> int:
         """Cut the network into ``groups`` (plus one group of everyone unlisted)."""
-        active = _ActivePartition()
-        for index, group in enumerate(groups):
-            for name in group:
-                active.group_of[name] = index
+        active = _ActivePartition(partition_groups(groups))
         handle = self._next_partition
         self._next_partition += 1
         self._partitions[handle] = active
@@ -222,9 +224,7 @@ class Network:
     # --- per-packet decisions ---
     def _delay(self, source: str, dest: str) -> float:
         plan = self.plan
-        delay = plan.one_way_delay_min
-        if plan.one_way_delay_mean > 0:
-            delay += self._rng.expovariate(1.0 / plan.one_way_delay_mean)
+        delay = draw_delay(self._rng, plan.one_way_delay_min, plan.one_way_delay_mean)
         if self._slow:
             delay += self._slow.get((source, dest), 0.0)
         return delay
@@ -246,7 +246,7 @@ class Network:
             self.cut += 1
             return ()
         rng = self._rng
-        if self.plan.packet_loss_probability and rng.random() < self.plan.packet_loss_probability:
+        if draw_lost(rng, self.plan.packet_loss_probability):
             self.lost += 1
             return ()
         start = self._held_until(source, dest, now)

@@ -27,7 +27,7 @@ async def agents(*argvs: list[str]) -> AsyncIterator[list[tuple[AgentRuntime, Ru
     async with trio.open_nursery() as nursery:
         started = []
         for argv in argvs:
-            config = parse_agent_args(["-bind", "127.0.0.1", "-http-port", "0", "-serf-port", "0",
+            config = parse_agent_args(["-bind", "127.0.0.1", "-http-port", "0", "-serf-port", "0", "-rpc-port", "0",
                                        *argv])
             runtime = AgentRuntime(config, gossip_overrides=FAST)
             running = await nursery.start(runtime.run)
@@ -162,7 +162,7 @@ async def test_startup_join_failure_exits_1() -> None:
     """-join with no reachable address makes the agent stop with status 1."""
     with trio.fail_after(10):
         config = parse_agent_args(["-server", "-node", "a", "-bind", "127.0.0.1", "-http-port", "0",
-                                   "-serf-port", "0", "-join", "127.0.0.1:1"])
+                                   "-serf-port", "0", "-rpc-port", "0", "-join", "127.0.0.1:1"])
         assert await AgentRuntime(config, gossip_overrides=FAST).run() == 1
 
 
@@ -193,7 +193,7 @@ async def test_retry_join_gives_up_after_retry_max() -> None:
     """-retry-join against nothing stops the agent with status 1 after -retry-max attempts."""
     with trio.fail_after(10):
         config = parse_agent_args(["-server", "-node", "a", "-bind", "127.0.0.1", "-http-port", "0",
-                                   "-serf-port", "0", "-retry-join", "127.0.0.1:1",
+                                   "-serf-port", "0", "-rpc-port", "0", "-retry-join", "127.0.0.1:1",
                                    "-retry-interval", "50ms", "-retry-max", "2"])
         assert await AgentRuntime(config, gossip_overrides=FAST).run() == 1
 

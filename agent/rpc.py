@@ -1,0 +1,425 @@
+"""The rpc port: server RPC and Raft on one TCP listener, the first byte choosing.
+
+Like Nomad's rpc port, each connection opens with one byte: ``0x01`` for RPC,
+``0x02`` for Raft. After it come frames ``[u32 big-endian length][payload]``:
+
+* RPC: request ``{"Seq", "Method", "Args"}``, response ``{"Seq", "Error", "Result"}``
+  (msgpack). Requests on one connection may be answered out of order.
+* Raft: one-way frames, each a ``raftlite.codec`` message. Answers travel on the
+  answering server's own connection, so each side keeps one outbound connection per
+  peer (``RaftTransport``) and never writes on an inbound one.
+
+Anything else (an unknown first byte, an oversized or undecodable frame) is logged,
+counted under ``dropped.<reason>`` and closes that connection only. Every transport
+passes the fault filter (``agent/faults.py``) when one is installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import struct
+from collections import Counter
+from typing import Any, Awaitable, Callable, Protocol
+
+import msgpack
+import trio
+
+from raftlite.codec import decode_message, encode_message
+from raftlite.errors import RaftProtocolError
+from raftlite.messages import Message
+
+__all__ = ["RPC_BYTE", "RAFT_BYTE", "RaftTransport", "RpcError", "RpcPool", "RpcServer",
+           "RpcUnavailable", "split_address"]
+
+log = logging.getLogger(__name__)
+
+RPC_BYTE = 0x01
+RAFT_BYTE = 0x02
+MAX_FRAME = 64 * 2**20
+_HEADER = struct.Struct(">I")
+_FIRST_BYTE_TIMEOUT = 10.0
+_DIAL_TIMEOUT = 2.0
+_PEER_QUEUE = 4096
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+class FaultHook(Protocol):
+    def outbound(self, address: str) -> float | None: ...
+
+    def inbound(self, address: str) -> bool: ...
+
+
+class RpcError(Exception):
+    """The remote handler answered with an error (its text is the message)."""
+
+
+class RpcUnavailable(RpcError):
+    """The remote server could not be reached or did not answer in time."""
+
+
+class FrameError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"ip:port"`` or ``"[v6]:port"`` -> (host, port); ValueError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"bad address {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Incremental ``[u32 len][payload]`` splitter."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= 4:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            if length > MAX_FRAME:
+                raise FrameError("oversized")
+            if len(self._buffer) < 4 + length:
+                break
+            frames.append(bytes(self._buffer[4:4 + length]))
+            del self._buffer[:4 + length]
+        return frames
+
+
+class RpcServer:
+    """Accepts rpc-port connections and dispatches them by their first byte.
+
+    Args:
+        handlers: RPC method name -> async function of the decoded args.
+        raft_inbound: takes each decoded raft message (never blocks).
+    """
+
+    def __init__(self, handlers: dict[str, Handler], raft_inbound: Callable[[Message], None]) -> None:
+        self.handlers = handlers
+        self._raft_inbound = raft_inbound
+        self.fault_hook: FaultHook | None = None
+        self.counters: Counter[str] = Counter()
+
+    async def serve(self, listener: trio.SocketListener, *,
+                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with listener, trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    self.counters["accept_errors"] += 1
+                    log.error("rpc accept failed error=%s", exc)
+                    await trio.sleep(0.1)
+                    continue
+                nursery.start_soon(self._connection, stream)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        peer = _peer(stream)
+        async with stream:
+            try:
+                if self.fault_hook is not None and not self.fault_hook.inbound(peer):
+                    self.counters["fault_dropped"] += 1
+                    return
+                with trio.move_on_after(_FIRST_BYTE_TIMEOUT) as scope:
+                    first = await stream.receive_some(1)
+                if scope.cancelled_caught or not first:
+                    return
+                if first[0] == RPC_BYTE:
+                    await self._serve_rpc(stream, peer)
+                elif first[0] == RAFT_BYTE:
+                    await self._serve_raft(stream, peer)
+                else:
+                    self._drop(peer, "unknown_protocol", f"first byte 0x{first[0]:02x}")
+            except FrameError as exc:
+                self._drop(peer, exc.reason, "bad frame")
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self.counters["connection_errors"] += 1
+
+    def _drop(self, peer: str, reason: str, detail: str) -> None:
+        self.counters[f"dropped.{reason}"] += 1
+        log.warning("rpc connection dropped peer=%s reason=%s detail=%s", peer, reason, detail)
+
+    async def _serve_raft(self, stream: trio.SocketStream, peer: str) -> None:
+        reader = FrameReader()
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            for payload in reader.feed(data):
+                try:
+                    message = decode_message(payload)
+                except RaftProtocolError as exc:
+                    self.counters[f"dropped.raft_{exc.reason}"] += 1
+                    log.warning("raft message dropped peer=%s reason=%s error=%s", peer, exc.reason, exc)
+                    continue
+                hook = self.fault_hook
+                if hook is not None and not hook.inbound(message.source_address):
+                    self.counters["fault_dropped"] += 1
+                    continue
+                self.counters["raft_received"] += 1
+                self._raft_inbound(message)
+
+    async def _serve_rpc(self, stream: trio.SocketStream, peer: str) -> None:
+        reader = FrameReader()
+        write_lock = trio.Lock()
+        async with trio.open_nursery() as nursery:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                for payload in reader.feed(data):
+                    request = _decode_request(payload)
+                    if request is None:
+                        self._drop(peer, "rpc_decode", "bad request")
+                        nursery.cancel_scope.cancel()
+                        return
+                    nursery.start_soon(self._answer, stream, write_lock, *request)
+
+    async def _answer(self, stream: trio.SocketStream, lock: trio.Lock, seq: int, method: str,
+                      args: Any) -> None:
+        handler = self.handlers.get(method)
+        error, result = "", None
+        if handler is None:
+            error = f"rpc: can't find method {method}"
+        else:
+            try:
+                result = await handler(args)
+            except RpcError as exc:
+                error = str(exc)
+        self.counters["rpc_served"] += 1
+        payload = msgpack.packb({"Seq": seq, "Error": error, "Result": result}, use_bin_type=True)
+        async with lock:
+            try:
+                await stream.send_all(frame(payload))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+
+def _decode_request(payload: bytes) -> tuple[int, str, Any] | None:
+    try:
+        obj = msgpack.unpackb(payload, raw=False)
+    except Exception:  # msgpack raises several unrelated types on bad bytes
+        return None
+    if not isinstance(obj, dict):
+        return None
+    seq, method = obj.get("Seq"), obj.get("Method")
+    if not isinstance(seq, int) or not isinstance(method, str):
+        return None
+    return seq, method, obj.get("Args")
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "unknown"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _RpcConnection:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.lock = trio.Lock()
+        self.pending: dict[int, tuple[trio.Event, list[Any]]] = {}
+        self.broken = False
+
+
+class RpcPool:
+    """Outbound RPC: one pooled connection per server address, requests multiplexed.
+
+    ``local_ip`` binds outgoing connections to this node's address, so peers (and their
+    fault filters) see which node dials them on a loopback cluster.
+    """
+
+    def __init__(self, local_ip: str | None = None) -> None:
+        self.local_ip = local_ip
+        self._connections: dict[str, _RpcConnection] = {}
+        self._dialing: dict[str, trio.Lock] = {}
+        self._seq = itertools.count(1)
+        self._nursery: trio.Nursery | None = None
+        self.fault_hook: FaultHook | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def call(self, address: str, method: str, args: Any, timeout: float = 10.0) -> Any:
+        """Call ``method`` on the server at ``address``.
+
+        Raises:
+            RpcError: the handler answered with an error.
+            RpcUnavailable: no connection, or no answer within ``timeout``.
+        """
+        hook = self.fault_hook
+        with trio.move_on_after(timeout):
+            if hook is not None:
+                delay = hook.outbound(address)
+                if delay is None:
+                    await trio.sleep_forever()
+                elif delay > 0:
+                    await trio.sleep(delay)
+            connection = await self._connect(address)
+            seq = next(self._seq)
+            done, box = trio.Event(), []
+            connection.pending[seq] = (done, box)
+            payload = msgpack.packb({"Seq": seq, "Method": method, "Args": args}, use_bin_type=True)
+            try:
+                async with connection.lock:
+                    await connection.stream.send_all(frame(payload))
+                await done.wait()
+            finally:
+                connection.pending.pop(seq, None)
+            if not box:
+                raise RpcUnavailable(f"rpc error: connection to {address} lost")
+            error, result = box[0]
+            if error:
+                raise RpcError(error)
+            return result
+        raise RpcUnavailable(f"rpc error: timeout after {timeout:g}s calling {method} on {address}")
+
+    async def _connect(self, address: str) -> _RpcConnection:
+        connection = self._connections.get(address)
+        if connection is not None and not connection.broken:
+            return connection
+        lock = self._dialing.setdefault(address, trio.Lock())
+        async with lock:
+            connection = self._connections.get(address)
+            if connection is not None and not connection.broken:
+                return connection
+            host, port = split_address(address)
+            try:
+                with trio.fail_after(_DIAL_TIMEOUT):
+                    stream = await trio.open_tcp_stream(host, port, local_address=self.local_ip)
+                await stream.send_all(bytes([RPC_BYTE]))
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                raise RpcUnavailable(f"rpc error: dial tcp {address}: {exc}") from None
+            connection = _RpcConnection(stream)
+            self._connections[address] = connection
+            assert self._nursery is not None, "RpcPool.run must be started first"
+            self._nursery.start_soon(self._read_responses, address, connection)
+            return connection
+
+    async def _read_responses(self, address: str, connection: _RpcConnection) -> None:
+        reader = FrameReader()
+        try:
+            while True:
+                data = await connection.stream.receive_some(65536)
+                if not data:
+                    break
+                for payload in reader.feed(data):
+                    obj = msgpack.unpackb(payload, raw=False)
+                    waiter = connection.pending.get(obj.get("Seq"))
+                    if waiter is not None:
+                        waiter[1].append((obj.get("Error") or "", obj.get("Result")))
+                        waiter[0].set()
+        except Exception as exc:  # a broken or garbled answer: drop the connection, callers retry
+            log.warning("rpc connection closed address=%s error=%s", address, exc)
+        finally:
+            connection.broken = True
+            if self._connections.get(address) is connection:
+                del self._connections[address]
+            for done, _box in list(connection.pending.values()):
+                done.set()
+            await connection.stream.aclose()
+
+
+class RaftTransport:
+    """Outbound raft messages: one connection and one bounded queue per peer address."""
+
+    def __init__(self, local_ip: str | None = None) -> None:
+        self.local_ip = local_ip
+        self._queues: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._nursery: trio.Nursery | None = None
+        self.fault_hook: FaultHook | None = None
+        self.counters: Counter[str] = Counter()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def send_nowait(self, to_id: str, to_address: str, message: Message) -> None:
+        hook = self.fault_hook
+        delay = 0.0
+        if hook is not None:
+            verdict = hook.outbound(to_address)
+            if verdict is None:
+                self.counters["fault_dropped"] += 1
+                return
+            delay = verdict
+        payload = frame(encode_message(message))
+        if delay > 0:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._send_later, to_address, payload, delay)
+        else:
+            self._enqueue(to_address, payload)
+
+    async def _send_later(self, address: str, payload: bytes, delay: float) -> None:
+        await trio.sleep(delay)
+        self._enqueue(address, payload)
+
+    def _enqueue(self, address: str, payload: bytes) -> None:
+        queue = self._queues.get(address)
+        if queue is None:
+            assert self._nursery is not None, "RaftTransport.run must be started first"
+            queue, receive = trio.open_memory_channel[bytes](_PEER_QUEUE)
+            self._queues[address] = queue
+            self._nursery.start_soon(self._peer, address, receive)
+        try:
+            queue.send_nowait(payload)
+        except trio.WouldBlock:
+            self.counters["queue_full"] += 1
+
+    async def _peer(self, address: str, queue: trio.MemoryReceiveChannel[bytes]) -> None:
+        """Keep a connection to ``address`` and write queued frames, batching what waits."""
+        backoff = 0.05
+        while True:
+            payload = await queue.receive()
+            try:
+                host, port = split_address(address)
+                with trio.fail_after(_DIAL_TIMEOUT):
+                    stream = await trio.open_tcp_stream(host, port, local_address=self.local_ip)
+            except (OSError, trio.TooSlowError, ValueError):
+                self.counters["dial_errors"] += 1
+                _drain(queue)   # raft resends what matters; stale frames only delay it
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            try:
+                async with stream:
+                    await stream.send_all(bytes([RAFT_BYTE]) + payload)
+                    while True:
+                        batch = [await queue.receive()]
+                        while len(batch) < 256:
+                            try:
+                                batch.append(queue.receive_nowait())
+                            except trio.WouldBlock:
+                                break
+                        await stream.send_all(b"".join(batch))
+                        self.counters["sent"] += len(batch)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.counters["write_errors"] += 1
+
+
+def _drain(queue: trio.MemoryReceiveChannel[bytes]) -> None:
+    while True:
+        try:
+            queue.receive_nowait()
+        except trio.WouldBlock:
+            return

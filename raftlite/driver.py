@@ -1,0 +1,266 @@
+"""The trio driver of one ``RaftCore``: timers, storage, transport, state machine.
+
+One task (``RaftHandle.run``) feeds the core every input and performs its outputs
+batch by batch, in the order ``raftlite/events.py`` fixes: all ``Persist`` of a batch
+and one fsync (in a worker thread for file storage), then the sends, then the state
+machine, then role changes. Other tasks never await inside the core: they call a
+core method synchronously through the handle (``apply``, ``change``...) and wake the
+pump, so the core is only ever touched from trio's one thread and a batch never mixes
+with the next.
+
+A proposer waits for its entry by index: when the entry at that index is applied
+with the term it was proposed in, the state machine's result is returned; a
+different term there means the entry was overwritten after a leadership change
+(``LeadershipLost``: it surely did not happen); a timeout means it may or may not
+happen (``CommitTimeout``), as maelstrom's definite/indefinite errors distinguish.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import trio
+
+from .core import RaftCore
+from .errors import RaftError
+from .events import Apply, Output, Persist, RaftStats, Restore, RoleChanged, Send, SnapshotWanted
+from .messages import Message
+from .types import Configuration, Entry, EntryKind, PersistentState
+
+__all__ = ["CommitTimeout", "LeadershipLost", "RaftHandle", "StateMachine", "Transport"]
+
+log = logging.getLogger(__name__)
+
+_INBOX_LIMIT = 20000
+
+
+class LeadershipLost(RaftError):
+    """The entry was overwritten by another leader's: it did not happen."""
+
+
+class CommitTimeout(RaftError):
+    """The entry was not applied in time: it may still happen."""
+
+
+class Transport(Protocol):
+    """Where the driver hands messages; never blocks."""
+
+    def send_nowait(self, to_id: str, to_address: str, message: Message) -> None: ...
+
+
+class StateMachine(Protocol):
+    """The agent's replicated state (``agent/state.py``)."""
+
+    def apply(self, index: int, data: bytes) -> Any: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+class Storage(Protocol):
+    def load(self) -> PersistentState: ...
+
+    def persist(self, batch: Sequence[Persist]) -> None: ...
+
+
+@dataclass
+class _Waiter:
+    term: int
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class RaftHandle:
+    """Owns one core's pump task; the agent's one contact with raft.
+
+    Args:
+        core: the core, built from ``storage.load()``.
+        storage: ``MemoryStorage`` or ``FileStorage``.
+        transport: sends messages (the rpc port's raft connections).
+        state_machine: applies committed commands.
+        persist_in_thread: run ``storage.persist`` in a worker thread (file storage).
+        on_role: called with each ``RoleChanged`` (sync; must not re-enter).
+    """
+
+    def __init__(self, core: RaftCore, storage: Storage, transport: Transport,
+                 state_machine: StateMachine, *, persist_in_thread: bool = False,
+                 on_role: Callable[[RoleChanged], None] | None = None) -> None:
+        self.core = core
+        self._storage = storage
+        self._transport = transport
+        self._fsm = state_machine
+        self._persist_in_thread = persist_in_thread
+        self._on_role = on_role
+        self._inbox: deque[Message] = deque()
+        self._wakeup = trio.Event()
+        self._waiters: dict[int, _Waiter] = {}
+        self._applied = core.applied_index
+        self._role_watchers: list[trio.Event] = []
+        self.counters: dict[str, int] = {"inbox_dropped": 0, "batches": 0, "persists": 0,
+                                         "sent": 0, "applied": 0, "snapshots": 0}
+
+    # ---------------------------------------------------------------- inputs
+
+    def deliver_nowait(self, message: Message) -> bool:
+        """Queue a message from the network; False (and counted) when the inbox is full."""
+        if len(self._inbox) >= _INBOX_LIMIT:
+            self.counters["inbox_dropped"] += 1
+            return False
+        self._inbox.append(message)
+        self._wakeup.set()
+        return True
+
+    def call(self, operation: Callable[[RaftCore, float], Any]) -> Any:
+        """Run ``operation(core, now)`` now and wake the pump; exceptions propagate."""
+        try:
+            return operation(self.core, trio.current_time())
+        finally:
+            self._wakeup.set()
+
+    async def apply(self, data: bytes, timeout: float) -> Any:
+        """Propose a command and wait for its result.
+
+        Raises:
+            NotLeader: not proposed. LeadershipLost: proposed, then overwritten.
+            CommitTimeout: not applied within ``timeout``; it may still be.
+        """
+        index = self.call(lambda core, now: core.propose(data, now))
+        return await self._wait_index(index, timeout)
+
+    async def change(self, operation: Callable[[RaftCore, float], int], timeout: float) -> None:
+        """Run a configuration change (``core.add_voter`` ...) and wait until it is applied."""
+        index = self.call(operation)
+        await self._wait_index(index, timeout)
+
+    async def _wait_index(self, index: int, timeout: float) -> Any:
+        waiter = _Waiter(term=self.core.term)
+        self._waiters[index] = waiter
+        with trio.move_on_after(timeout):
+            await waiter.done.wait()
+        if not waiter.done.is_set():
+            self._waiters.pop(index, None)
+            raise CommitTimeout(f"timed out waiting for index {index} to be applied")
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    async def wait_role_change(self) -> None:
+        """Return after the next ``RoleChanged``."""
+        event = trio.Event()
+        self._role_watchers.append(event)
+        await event.wait()
+
+    # ------------------------------------------------------------------ pump
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Feed the core and perform its outputs until cancelled."""
+        core = self.core
+        task_status.started()
+        try:
+            while True:
+                deadline = core.next_deadline()
+                with trio.move_on_at(math.inf if deadline is None else deadline):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                now = trio.current_time()
+                inbox, self._inbox = self._inbox, deque()
+                for message in inbox:
+                    core.receive(message, now)
+                core.handle_timers(now)
+                outputs = core.take_outputs()
+                if outputs:
+                    await self._perform(outputs)
+        finally:
+            for waiter in self._waiters.values():
+                waiter.error = CommitTimeout("raft stopped")
+                waiter.done.set()
+
+    async def _perform(self, outputs: list[Output]) -> None:
+        self.counters["batches"] += 1
+        persists = [o for o in outputs if isinstance(o, Persist)]
+        if persists:
+            self.counters["persists"] += 1
+            if self._persist_in_thread:
+                await trio.to_thread.run_sync(self._storage.persist, persists)
+            else:
+                self._storage.persist(persists)
+        for output in outputs:
+            if isinstance(output, Send):
+                self.counters["sent"] += 1
+                self._transport.send_nowait(output.to_id, output.to_address, output.message)
+        for output in outputs:
+            if isinstance(output, Restore):
+                self._restore(output)
+            elif isinstance(output, Apply):
+                self._apply_entries(output.entries)
+        for output in outputs:
+            if isinstance(output, RoleChanged):
+                self._role_changed(output)
+            elif isinstance(output, SnapshotWanted):
+                self._take_snapshot()
+
+    def _apply_entries(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            result = None
+            if entry.kind == EntryKind.COMMAND:
+                result = self._fsm.apply(entry.index, entry.data)
+            self._applied = entry.index
+            self.counters["applied"] += 1
+            waiter = self._waiters.pop(entry.index, None)
+            if waiter is None:
+                continue
+            if entry.term != waiter.term:
+                waiter.error = LeadershipLost(
+                    f"leadership lost: index {entry.index} holds an entry of term {entry.term}")
+            else:
+                waiter.result = result
+            waiter.done.set()
+
+    def _restore(self, restore: Restore) -> None:
+        snapshot = restore.snapshot
+        log.info("restoring snapshot index=%d term=%d", snapshot.index, snapshot.term)
+        self._fsm.restore(snapshot.data)
+        self._applied = snapshot.index
+        for index in [i for i in self._waiters if i <= snapshot.index]:
+            waiter = self._waiters.pop(index)
+            waiter.error = CommitTimeout("entry outcome unknown: a snapshot replaced the log")
+            waiter.done.set()
+
+    def _role_changed(self, change: RoleChanged) -> None:
+        if self._on_role is not None:
+            self._on_role(change)
+        watchers, self._role_watchers = self._role_watchers, []
+        for event in watchers:
+            event.set()
+
+    def _take_snapshot(self) -> None:
+        data = self._fsm.snapshot()
+        self.counters["snapshots"] += 1
+        self.core.compact(self._applied, data, trio.current_time())
+        self._wakeup.set()
+
+    # ----------------------------------------------------------------- views
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    def stats(self) -> RaftStats:
+        return self.core.stats()
+
+    @property
+    def configuration(self) -> Configuration:
+        return self.core.configuration
+
+
+async def run_raft(handle: RaftHandle, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                   ) -> None:
+    """``handle.run`` under the ``run_<thing>`` name STYLE.md uses for drivers."""
+    await handle.run(task_status=task_status)
+
