@@ -78,8 +78,7 @@ class ServerRuntime:
                                                                     {"node": config.member_name})))
         persistent = self.storage.load()
         self.had_state = not persistent.is_empty()
-        if persistent.snapshot is not None:
-            self.state.restore(persistent.snapshot.data)
+        # a stored snapshot reaches the state machine through the core's first Restore output
         seed = int.from_bytes(os.urandom(8), "big")
         raft_config = RaftConfig(raft_multiplier=config.raft_multiplier)
         core = RaftCore(raft_config, server_id=self.server_id, address=self.raft_address,
@@ -394,6 +393,21 @@ class ServerRuntime:
         return self.configuration_view()
 
     # ------------------------------------------------------------- views/ops
+
+    def metric_values(self) -> tuple[dict[str, float], dict[str, int]]:
+        """Gauges and counters for ``/v1/metrics`` (``shoal.raft.*``, ``shoal.rpc.*``)."""
+        stats = self.raft.stats()
+        gauges = {"shoal.raft.term": stats.term, "shoal.raft.commit_index": stats.commit_index,
+                  "shoal.raft.applied_index": stats.applied_index,
+                  "shoal.raft.last_log_index": stats.last_log_index,
+                  "shoal.raft.last_snapshot_index": stats.last_snapshot_index,
+                  "shoal.raft.is_leader": int(stats.role == Role.LEADER),
+                  "shoal.raft.peers": len(self.raft.core.configuration.servers)}
+        counters = {f"shoal.raft.{k}": v for k, v in stats.counters.items()}
+        counters.update({f"shoal.raft.driver.{k}": v for k, v in self.raft.counters.items()})
+        counters.update({f"shoal.rpc.{k}": v for k, v in self.rpc.counters.items()})
+        counters.update({f"shoal.rpc.transport.{k}": v for k, v in self.transport.counters.items()})
+        return {k: float(v) for k, v in gauges.items()}, counters
 
     def leader_address(self) -> str:
         core = self.raft.core

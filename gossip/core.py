@@ -51,6 +51,7 @@ class GossipCore:
         self.name = name
         self._entropy = entropy
         self._counters = Counters()
+        self._encrypted = keyring is not None
         self._serf = Serf(config, name=name, tags=tags, keyring=keyring, rng=rng, log=log,
                           counters=self._counters, now=now)
         self._memberlist = Memberlist(config, name=name, addr=addr, port=port,
@@ -210,9 +211,14 @@ class GossipCore:
 
     def stats(self) -> GossipStats:
         """A frozen snapshot of counters and sizes."""
-        return GossipStats(counters=self._counters.snapshot(), members=len(self._serf.members),
+        serf = self._serf
+        return GossipStats(counters=self._counters.snapshot(), members=len(serf.members),
                            health_score=self._memberlist.health_score,
-                           incarnation=self._memberlist.incarnation)
+                           incarnation=self._memberlist.incarnation,
+                           member_time=serf.clock.time(), event_time=serf.event_clock.time(),
+                           query_time=serf.query_clock.time(),
+                           intent_queue=len(serf.intent_queue), event_queue=len(serf.event_queue),
+                           query_queue=len(serf.query_queue), encrypted=self._encrypted)
 
     @property
     def is_leaving(self) -> bool:

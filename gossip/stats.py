@@ -41,6 +41,13 @@ class GossipStats:
     members: int = 0
     health_score: int = 0
     incarnation: int = 0
+    member_time: int = 0     # Serf's three Lamport clocks
+    event_time: int = 0
+    query_time: int = 0
+    intent_queue: int = 0    # broadcasts waiting in Serf's three queues
+    event_queue: int = 0
+    query_queue: int = 0
+    encrypted: bool = False
 
     @property
     def dropped(self) -> Mapping[str, int]:

@@ -39,6 +39,12 @@ class ApiError(Exception):
         self.message = message
 
 
+EMPTY_MEMBER: dict[str, Any] = {"Name": "", "Addr": None, "Port": 0, "Tags": None, "Status": "none",
+                                "ProtocolMin": 0, "ProtocolMax": 0, "ProtocolCur": 0,
+                                "DelegateMin": 0, "DelegateMax": 0, "DelegateCur": 0}
+"""What a client-only agent reports as its member (agent-api.md 3.3.2)."""
+
+
 def member_json(member: Member) -> dict[str, Any]:
     """One serf member as Nomad's ``/v1/agent/members`` writes it (agent-api.md 2.1)."""
     return {
@@ -199,6 +205,15 @@ class AgentAPI(ClusterMixin):
             raise ApiError(500, error)
         log.info("force leave done name=%s prune=%s", node, prune)
 
+    def agent_self(self) -> dict[str, Any]:
+        """``/v1/agent/self`` (agent-api.md 3.3)."""
+        from .self_info import self_document
+
+        member = (member_json(self.handle.local_member()) if self.handle is not None
+                  else dict(EMPTY_MEMBER))
+        node_id = self.server.node_id if self.server is not None else ""
+        return self_document(self.config, node_id, self.handle, self.server, member)
+
     def metrics(self) -> dict[str, Any]:
         """Nomad's ``/v1/metrics`` shape: every gossip counter and a few gauges."""
         labels: dict[str, str] = {}
@@ -216,10 +231,19 @@ class AgentAPI(ClusterMixin):
                       for name, value in gauge_values.items()]
             uptime = max(trio.current_time() - self._started, 1e-9) if _in_trio() else 1.0
             # Each counter is cumulative since start, as if incremented by 1 each time.
-            counters = [{"Name": f"shoal.gossip.{name}", "Count": value, "Rate": value / uptime,
+            counter_values = {f"shoal.gossip.{name}": value for name, value in stats.counters.items()}
+            if self.server is not None:
+                raft_gauges, raft_counters = self.server.metric_values()
+                gauges += [{"Name": name, "Value": value, "Labels": labels}
+                           for name, value in raft_gauges.items()]
+                counter_values.update(raft_counters)
+            if self.faults_filter is not None:
+                counter_values.update({f"shoal.faults.{k}": v
+                                       for k, v in self.faults_filter.stats().items()})
+            counters = [{"Name": name, "Count": value, "Rate": value / uptime,
                          "Sum": float(value), "Min": 1.0, "Max": 1.0, "Mean": 1.0,
                          "Stddev": 0.0, "Labels": labels}
-                        for name, value in sorted(stats.counters.items())]
+                        for name, value in sorted(counter_values.items())]
         return {
             "Timestamp": metrics_timestamp(datetime.datetime.now(datetime.timezone.utc)),
             "Gauges": gauges,

@@ -134,6 +134,11 @@ def create_app(api: AgentFacade) -> QuartTrio:
         await api.force_leave(node, prune)
         return empty_response(200)
 
+    @app.route("/v1/agent/self", methods=ALL_METHODS)
+    async def agent_self() -> Response:
+        _require_method("GET")
+        return json_response(api.agent_self())
+
     @app.route("/v1/metrics", methods=ALL_METHODS)
     async def metrics() -> Response:
         _require_method("GET")

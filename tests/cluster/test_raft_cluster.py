@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness import wait_until
-from raft_helpers import (configuration, leader, node_at, put_var, raft_address, request, restart,
+from raft_procs import (configuration, leader, node_at, put_var, raft_address, request, restart,
                           stale_vars, start_servers, wait_one_leader)
 
 pytestmark = pytest.mark.cluster

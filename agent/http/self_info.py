@@ -1,0 +1,187 @@
+"""``GET /v1/agent/self``: the agent's configuration, its member, and its stats sections.
+
+agent-api.md section 3.3. Every value in ``stats`` is a string. The ``config`` object
+holds the keys shoal has settings for, with Nomad's Go field names and nanosecond
+durations; the remaining keys of Nomad's full configuration arrive with the config
+file support of issue 5.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .. import __version__, revision
+
+if TYPE_CHECKING:
+    from gossip.driver import GossipHandle
+
+    from ..config import AgentConfig
+    from ..server import ServerRuntime
+
+__all__ = ["go_duration", "self_document"]
+
+_NS = 1_000_000_000
+
+
+def go_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String()`` (agent-api.md 3.3.3): ``"0s"``, ``"1.5ms"``, ``"2m3.5s"``."""
+    nanos = int(round(seconds * _NS))
+    if nanos == 0:
+        return "0s"
+    sign = "-" if nanos < 0 else ""
+    nanos = abs(nanos)
+    if nanos < _NS:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if nanos >= size:
+                return sign + _fraction(nanos, size) + unit
+    hours, rest = divmod(nanos, 3600 * _NS)
+    minutes, rest = divmod(rest, 60 * _NS)
+    text = _fraction(rest, _NS) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{sign}{minutes}m{text}"
+    return sign + text
+
+
+def _fraction(value: int, size: int) -> str:
+    whole, frac = divmod(value, size)
+    if not frac:
+        return str(whole)
+    digits = len(str(size)) - 1
+    return f"{whole}.{frac:0{digits}d}".rstrip("0")
+
+
+def _strings(section: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in section.items():
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
+
+
+def config_section(config: AgentConfig, node_id: str) -> dict[str, Any]:
+    """The subset of Nomad's agent config that shoal has settings for, with Go names."""
+    server_join = {"StartJoin": list(config.join), "RetryJoin": list(config.retry_join),
+                   "RetryMaxAttempts": config.retry_max,
+                   "RetryInterval": int(config.retry_interval * _NS)}
+    advertise = config.advertise
+    return {
+        "Region": config.region, "Datacenter": config.datacenter, "NodeName": config.node,
+        "DataDir": config.data_dir, "LogLevel": config.log_level, "BindAddr": config.bind,
+        "EnableDebug": config.dev,
+        "Ports": {"HTTP": config.http_port, "RPC": config.rpc_port, "Serf": config.serf_port},
+        "Addresses": {"HTTP": config.bind, "RPC": config.bind, "Serf": config.bind},
+        "AdvertiseAddrs": {"HTTP": f"{advertise}:{config.http_port}",
+                           "RPC": f"{advertise}:{config.rpc_port}",
+                           "Serf": f"{advertise}:{config.serf_port}" if config.is_server else ""},
+        "Client": {"Enabled": config.is_client},
+        "Server": {"Enabled": config.is_server, "BootstrapExpect": config.bootstrap_expect,
+                   "DataDir": config.data_dir, "RaftProtocol": config.raft_protocol,
+                   "RaftMultiplier": config.raft_multiplier, "NonVotingServer": False,
+                   "StartJoin": list(config.join), "RetryJoin": list(config.retry_join),
+                   "RetryMaxAttempts": config.retry_max,
+                   "RetryInterval": int(config.retry_interval * _NS), "ServerJoin": server_join},
+        "LeaveOnInt": config.leave_on_interrupt, "LeaveOnTerm": config.leave_on_terminate,
+        "DevMode": config.dev,
+        "Version": {"BuildDate": "", "Revision": revision(), "Version": __version__,
+                    "VersionPrerelease": "", "VersionMetadata": ""},
+        "Files": None,
+    }
+
+
+def nomad_stats(config: AgentConfig, server: ServerRuntime, handle: GossipHandle) -> dict[str, str]:
+    regions = {m.tags.get("region", "") for m in handle.members()
+               if m.tags.get("role") == "nomad" and str(m.status) not in ("left", "failed")}
+    regions.add(config.region)
+    is_leader = server.raft.core.role.value == "Leader"
+    return _strings({"server": True, "leader": is_leader, "leader_addr": server.leader_address(),
+                     "bootstrap": config.bootstrap_expect == 1, "known_regions": len(regions)})
+
+
+def raft_stats(config: AgentConfig, server: ServerRuntime) -> dict[str, str]:
+    core = server.raft.core
+    stats = core.stats()
+    configuration = core.configuration
+    me = {server.server_id, server.raft_address}
+    am_voter = any(s.id in me and s.is_voter for s in configuration.servers)
+    other_voters = sum(1 for s in configuration.servers if s.is_voter and s.id not in me)
+    if stats.role.value == "Leader":
+        last_contact = "0"
+    elif core.last_contact is None:
+        last_contact = "never"
+    else:
+        last_contact = go_duration(max(trio.current_time() - core.last_contact, 0.0))
+    return _strings({
+        "state": stats.role.value, "term": stats.term, "last_log_index": stats.last_log_index,
+        "last_log_term": stats.last_log_term, "commit_index": stats.commit_index,
+        "applied_index": server.raft.applied_index, "fsm_pending": 0,
+        "last_snapshot_index": stats.last_snapshot_index,
+        "last_snapshot_term": stats.last_snapshot_term,
+        "protocol_version": config.raft_protocol, "protocol_version_min": 0,
+        "protocol_version_max": 3, "snapshot_version_min": 0, "snapshot_version_max": 1,
+        "latest_configuration_index": core.configuration_index,
+        "latest_configuration": configuration.describe(),
+        "num_peers": other_voters if am_voter else 0, "last_contact": last_contact,
+    })
+
+
+def serf_stats(handle: GossipHandle) -> dict[str, str]:
+    stats = handle.stats()
+    members = handle.members()
+    return _strings({
+        "members": len(members),
+        "failed": sum(1 for m in members if str(m.status) == "failed"),
+        "left": sum(1 for m in members if str(m.status) == "left"),
+        "health_score": stats.health_score, "member_time": stats.member_time,
+        "event_time": stats.event_time, "query_time": stats.query_time,
+        "intent_queue": stats.intent_queue, "event_queue": stats.event_queue,
+        "query_queue": stats.query_queue, "encrypted": stats.encrypted, "coordinate_resets": 0,
+    })
+
+
+def runtime_stats() -> dict[str, str]:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+    version = "python" + ".".join(str(p) for p in sys.version_info[:3])
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    tasks = _task_count()
+    return _strings({"kernel.name": sys.platform.rstrip("0123456789") or sys.platform,
+                     "arch": arch, "version": version, "max_procs": usable,
+                     "goroutines": tasks + threading.active_count(),
+                     "cpu_count": os.cpu_count() or 1})
+
+
+def _task_count() -> int:
+    """Live trio tasks, walked from the root task."""
+    root = trio.lowlevel.current_root_task()
+    if root is None:
+        return 0
+    count, stack = 0, [root]
+    while stack:
+        task = stack.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
+
+
+def self_document(config: AgentConfig, node_id: str, handle: GossipHandle | None,
+                  server: ServerRuntime | None, member: dict[str, Any] | None) -> dict[str, Any]:
+    """The whole ``/v1/agent/self`` answer: ``config``, ``member``, ``stats``."""
+    stats: dict[str, Any] = {}
+    if server is not None and handle is not None:
+        stats["nomad"] = nomad_stats(config, server, handle)
+        stats["raft"] = raft_stats(config, server)
+        stats["serf"] = serf_stats(handle)
+        stats["vault"] = None
+    stats["runtime"] = runtime_stats()
+    return {"config": config_section(config, node_id), "member": member, "stats": stats}
