@@ -136,7 +136,10 @@ class ElectionMixin:
             return
         up_to_date = self.raft_log.is_up_to_date(msg.last_log_index, msg.last_log_term)
         if msg.pre_vote:
-            granted = up_to_date and msg.term >= self.term
+            # a pre-vote for a later term, or for our term when we could still vote for them
+            # (etcd's rule): granting it where the real vote would fail only wastes a term
+            granted = up_to_date and (msg.term > self.term or (
+                msg.term == self.term and self.voted_for in (None, msg.source_id)))
             self._count("votes_granted" if granted else "votes_refused")
             self._answer_vote(msg, granted=granted, term=msg.term if granted else self.term)
             return

@@ -368,6 +368,8 @@ class ReplicationMixin:
         progress = self._peers[peer_id]
         progress.last_contact = now
         progress.snapshot_until = None
+        # the snapshot's resend deadline held heartbeats back; resume the normal rhythm
+        progress.next_heartbeat = min(progress.next_heartbeat, now + self._heartbeat_interval)
         if msg.success:
             self._on_append_success(peer_id, progress, msg.last_index, now)
         else:
