@@ -221,12 +221,22 @@ class RaftCore(ElectionMixin, ReplicationMixin):
         Raises:
             NotLeader: not the leader, or a leadership transfer is in flight.
         """
+        return self.propose_many([data], now)[0]
+
+    def propose_many(self, commands: list[bytes], now: float) -> list[int]:
+        """Append several commands as one batch: one ``Persist``, one message per peer.
+
+        Returns their indexes, in order. Raises ``NotLeader`` like ``propose``.
+        """
+        assert commands, "propose_many needs at least one command"
         self._require_leader()
         self._now = now
-        index = self.raft_log.last_index + 1
-        self._append_local([Entry(index, self.term, EntryKind.COMMAND, data)], now)
+        first = self.raft_log.last_index + 1
+        entries = [Entry(first + i, self.term, EntryKind.COMMAND, data)
+                   for i, data in enumerate(commands)]
+        self._append_local(entries, now)
         self._finish(now)
-        return index
+        return [entry.index for entry in entries]
 
     def add_voter(self, id: str, address: str, now: float) -> int:
         """Add (or promote) a voting server; returns the configuration entry's index."""

@@ -120,7 +120,12 @@ class ReplicationMixin:
         for peer_id in sorted(self._peers):
             progress = self._peers[peer_id]
             if not progress.probing and progress.next_index == first_index:
-                self._send_append(peer_id, now)
+                # a batch longer than max_append_entries goes out as several messages
+                while progress.next_index <= self.raft_log.last_index:
+                    before = progress.next_index
+                    self._send_append(peer_id, now)
+                    if progress.probing or progress.next_index == before:
+                        break
 
     def _on_append_response(self: "RaftCore", msg: AppendEntriesResponse, now: float) -> None:
         """Advance or back off one peer's progress."""

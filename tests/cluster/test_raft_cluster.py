@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 
 import pytest
 
-from harness import wait_until
+from harness import PYTHON, REPO, wait_until
 from raft_procs import (configuration, leader, node_at, put_var, raft_address, request, restart,
                           stale_vars, start_servers, wait_one_leader)
 
@@ -29,17 +30,38 @@ def test_three_servers_elect_fail_over_and_the_old_leader_rejoins(procs, loopbac
     assert second != first
     status, body = put_var(survivors[0], "after/0", {"n": "0"})
     assert status == 200, (status, body)
+    # Autopilot: the dead server goes failed in gossip, is force-left, and leaves raft
+    # (one of three voters may go: a majority remains).
+    wait_until("autopilot to remove the dead server from raft",
+               lambda: sorted(p["Address"] for p in configuration(survivors[0])["Servers"]),
+               lambda addresses: addresses == sorted(raft_address(n) for n in survivors),
+               timeout=60, watch=survivors)
 
     others = [f"{n.ip}:{n.serf_port}" for n in survivors]
     back = restart(procs, old, extra=["-bootstrap-expect", "3"], join=others)
     everyone = survivors + [back]
     third = wait_one_leader(everyone, timeout=60)
-    assert third != first or leader(back) == third
+    assert third != raft_address(back), "the restarted server must come back as a follower"
     expected = sorted([f"before/{i}" for i in range(5)] + ["after/0"])
     wait_until("every server to hold every variable", lambda: [stale_vars(n) for n in everyone],
                lambda views: all(v == expected for v in views), timeout=60, watch=everyone)
+    # The leader re-adds it as a non-voter and autopilot promotes it once stable (10 s).
+    wait_until("the restarted server to be a voter again",
+               lambda: {p["Address"]: p["Voter"] for p in configuration(back)["Servers"]},
+               lambda voters: voters.get(raft_address(back)) is True and len(voters) == 3,
+               timeout=60, watch=everyone)
     status, body = put_var(back, "after/1", {"n": "1"})
     assert status == 200, (status, body)
+
+    # A graceful leave (SIGTERM with -leave-on-terminate) takes the server out of raft.
+    leaving = next(n for n in everyone if raft_address(n) != leader(everyone[0]))
+    leaving.signal(signal.SIGTERM)
+    assert leaving.wait_exit(30) == 0
+    staying = [n for n in everyone if n is not leaving]
+    wait_until("the leaver to be removed from raft",
+               lambda: sorted(p["Address"] for p in configuration(staying[0])["Servers"]),
+               lambda addresses: addresses == sorted(raft_address(n) for n in staying),
+               timeout=60, watch=staying)
 
 
 def test_partition_two_three_minority_commits_nothing_and_logs_heal(procs, loopback, tmp_path):
@@ -150,7 +172,20 @@ def test_rolling_upgrade_from_raft_protocol_2_to_3(procs, loopback, tmp_path):
                                                        and p["Voter"] for p in s),
                          timeout=90, watch=current)
     assert sorted(p["Node"] for p in servers) == sorted(f"{n}.global" for n in node_ids), servers
+    table = shoal_cli(current[0], "operator", "raft", "list-peers")
+    lines = table.strip().splitlines()
+    assert lines[0].split() == ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"], table
+    assert len(lines) == 4 and all(line.split()[-1] == "3" for line in lines[1:]), table
+    assert sum(1 for line in lines[1:] if line.split()[3] == "leader") == 1, table
     assert longest_gap < 60.0, f"no leader for {longest_gap:.1f}s during the upgrade"
+
+
+def shoal_cli(node, *args: str) -> str:
+    """Run ``shoal <args>`` against ``node``'s HTTP address; fail on a non-zero exit."""
+    done = subprocess.run([PYTHON, "-m", "agent", *args, "-address", node.url], capture_output=True,
+                          text=True, timeout=30, cwd=REPO)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
 
 
 def leader_of_live(node) -> str:

@@ -110,7 +110,8 @@ def persist_batches(draw: st.DrawFn) -> list[tuple[list[Persist], bool]]:
                 if log_start > start:
                     next_index, start = max(next_index, log_start), log_start
             if draw(st.integers(0, 3)) == 0:
-                truncate = draw(st.integers(1, next_index + 1))
+                # raft never cuts entries a snapshot covers (they are committed)
+                truncate = draw(st.integers(max(1, snap_index + 1), max(snap_index + 1, next_index + 1)))
                 next_index = max(start, min(next_index, truncate))
             count = draw(st.integers(0, 4))
             entries = tuple(entry(next_index + i, draw(st.integers(0, 3))) for i in range(count))
