@@ -254,15 +254,22 @@ def server_members(argv: Sequence[str]) -> int:
     status, body = http_request(address, "GET", "/v1/agent/members")
     _expect_ok(status, body, "querying servers")
     members = json.loads(body)["Members"] or []
-    leaders = find_leaders(address, members)
+    lookup_error: LeaderLookupError | None = None
+    try:
+        leaders: dict[str, str] | None = find_leaders(address, members)
+    except LeaderLookupError as exc:   # Nomad prints the table, then the warning, and exits 1
+        lookup_error, leaders = exc, exc.leaders
     members.sort(key=lambda m: (m["Tags"].get("region", ""), m["Tags"].get("dc", ""), m["Name"]))
     if args.json:
         if leaders is not None:
             for member in members:
                 member["Tags"]["Leader"] = str(is_leader(member, leaders)).lower()
         print(json.dumps(members, indent=4))
-        return 0
-    print(format_members(members, leaders, detailed=args.detailed or args.verbose))
+    else:
+        print(format_members(members, leaders, detailed=args.detailed or args.verbose))
+    if lookup_error is not None:
+        print(str(lookup_error), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -272,11 +279,19 @@ def find_leaders(address: str, members: list[dict[str, Any]]) -> dict[str, str] 
     regions = sorted({m["Tags"].get("region", "") for m in members if m["Status"] != "left"})
     for region in regions:
         status, body = http_request(address, "GET", "/v1/status/leader", [("region", region)])
-        if status == 404 and not body:
-            return None  # not served yet (raft is another issue): no Leader column
-        if status == 200:
-            leaders[region] = json.loads(body)
+        if status != 200:
+            raise LeaderLookupError(leaders, f"Error determining leaders: Unexpected response code: "
+                                             f"{status} ({body.decode(errors='replace')})")
+        leaders[region] = json.loads(body)
     return leaders
+
+
+class LeaderLookupError(Exception):
+    """``/v1/status/leader`` failed for a region; ``leaders`` holds what was found."""
+
+    def __init__(self, leaders: dict[str, str], message: str) -> None:
+        super().__init__(message)
+        self.leaders = leaders
 
 
 def is_leader(member: dict[str, Any], leaders: dict[str, str]) -> bool:

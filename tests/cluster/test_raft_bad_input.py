@@ -89,6 +89,12 @@ def test_garbage_on_the_rpc_port_and_a_strangers_vote_leave_the_cluster_unharmed
     stats = [raft_stats(n) for n in nodes]
     assert {s["term"] for s in stats} == {str(term_before)}, stats
 
+    # Fault injection is refused on agents not started with -fault-injection, and changes nothing.
+    status, body = request("PUT", f"{follower.url}/v1/agent/faults", {"Loss": 1.0})
+    assert status == 403 and "fault injection is disabled" in body, (status, body)
+    status, body = put_var(follower, "after/refused-faults", {"ok": "yes"})
+    assert status == 200, (status, body)
+
 
 def test_a_torn_log_tail_is_cut_logged_and_the_server_catches_up(procs, loopback, tmp_path):
     """A follower killed mid-write (its log ends in half a record) restarts, logs the cut, and catches up."""

@@ -146,3 +146,30 @@ def test_normalise_only_known_long_flags() -> None:
     """Known single-dash long flags become --flag; short flags and values are kept."""
     assert normalise_flags(["-node=a", "-h", "-x", "-join", "-5", "--", "-node"], ["node", "join"]) \
         == ["--node=a", "-h", "-x", "--join", "-5", "--", "-node"]
+
+
+@pytest.mark.parametrize("value, expected", [("3", 3), ("2", 2)])
+def test_raft_protocol_3_by_default_and_2_accepted(value: str, expected: int) -> None:
+    """raft_protocol follows Nomad 1.3: 3 by default, 2 still accepted; the tag carries it."""
+    assert parse_agent_args(["-server"]).raft_protocol == 3
+    config = parse_agent_args(["-server", "-raft-protocol", value])
+    assert config.raft_protocol == expected
+    tags = server_tags(config, node_id="id", build="0.1.0", revision="r")
+    assert tags["raft_vsn"] == str(expected)
+
+
+@pytest.mark.parametrize("value", ["1", "4", "0", "three", "-3"])
+def test_other_raft_protocols_are_refused_at_start(value: str) -> None:
+    """Any raft_protocol but 2 or 3 stops the agent with one clear line."""
+    with pytest.raises(UsageError, match="raft_protocol must be 2 or 3, got"):
+        parse_agent_args(["-server", "-raft-protocol", value])
+
+
+def test_raft_multiplier_and_fault_injection_flags() -> None:
+    """-raft-multiplier takes 1..10; fault injection is off unless asked for."""
+    assert parse_agent_args(["-server"]).fault_injection is False
+    config = parse_agent_args(["-server", "-raft-multiplier", "5", "-fault-injection"])
+    assert (config.raft_multiplier, config.fault_injection) == (5, True)
+    for bad in ("0", "11"):
+        with pytest.raises(UsageError, match="raft-multiplier"):
+            parse_agent_args(["-server", "-raft-multiplier", bad])
