@@ -673,7 +673,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=60.0, help="cap of the whole run")
     p.add_argument("--workdir", default=None, help="where the data dirs go (default: the system temp dir)")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' data dirs")
-    p.add_argument("--out", default="raft_bench.json", help="raw JSON results (rewritten after every phase)")
+    p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "shoal-raft-bench" / "raft_bench.json"),
+                   help="raw JSON results, rewritten after every phase (default in the temp folder)")
     args = p.parse_args(argv)
     quick = args.quick
     args.trials = args.trials if args.trials is not None else (5 if quick else 30)
