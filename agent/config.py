@@ -130,6 +130,10 @@ class AgentConfig:
     """2 (deprecated: servers identified by address) or 3 (by node id), as Nomad 1.3."""
     raft_multiplier: int = 1
     """Scales raft's heartbeat, election and lease timeouts (1..10)."""
+    raft_snapshot_threshold: int = 8192
+    """Applied entries since the last snapshot before the next one (Nomad's raft_snapshot_threshold)."""
+    raft_trailing_logs: int = 10240
+    """Entries kept in the log after a snapshot (Nomad's raft_trailing_logs)."""
     fault_injection: bool = False
     """Allow ``/v1/agent/faults`` to install drop/loss/delay/partition rules."""
 
@@ -186,7 +190,7 @@ AGENT_FLAGS = ("dev", "server", "client", "node", "region", "dc", "bind", "adver
                "http-port", "rpc-port", "serf-port", "bootstrap-expect", "join", "retry-join",
                "retry-interval", "retry-max", "encrypt", "data-dir", "log-level",
                "leave-on-interrupt", "leave-on-terminate", "gossip-profile", "raft-protocol",
-               "raft-multiplier", "fault-injection")
+               "raft-multiplier", "raft-snapshot-threshold", "raft-trailing-logs", "fault-injection")
 
 
 def _agent_parser() -> argparse.ArgumentParser:
@@ -218,6 +222,10 @@ def _agent_parser() -> argparse.ArgumentParser:
                         help="lan, wan or local (default: lan on loopback, else wan)")
     parser.add_argument("--raft-protocol", default="3", help="raft protocol, 3 (default) or 2 (deprecated)")
     parser.add_argument("--raft-multiplier", default="1", help="scale raft timeouts, 1..10")
+    parser.add_argument("--raft-snapshot-threshold", default="8192",
+                        help="applied entries between raft snapshots (default 8192)")
+    parser.add_argument("--raft-trailing-logs", default="10240",
+                        help="log entries kept after a snapshot (default 10240)")
     _bool_flag(parser, "fault-injection", "allow /v1/agent/faults (chaos experiments)")
     return parser
 
@@ -310,6 +318,9 @@ def parse_agent_args(argv: Sequence[str]) -> AgentConfig:
         gossip_profile=profile,
         raft_protocol=parse_raft_protocol(args.raft_protocol),
         raft_multiplier=_int_flag("raft-multiplier", args.raft_multiplier, minimum=1, maximum=10),
+        raft_snapshot_threshold=_int_flag("raft-snapshot-threshold", args.raft_snapshot_threshold,
+                                          minimum=1, maximum=2**31 - 1),
+        raft_trailing_logs=_int_flag("raft-trailing-logs", args.raft_trailing_logs, maximum=2**31 - 1),
         fault_injection=_bool_value("fault-injection", args.fault_injection),
     )
     return resolve_defaults(config)

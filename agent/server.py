@@ -80,7 +80,9 @@ class ServerRuntime:
         self.had_state = not persistent.is_empty()
         # a stored snapshot reaches the state machine through the core's first Restore output
         seed = int.from_bytes(os.urandom(8), "big")
-        raft_config = RaftConfig(raft_multiplier=config.raft_multiplier)
+        raft_config = RaftConfig(raft_multiplier=config.raft_multiplier,
+                                 snapshot_threshold=config.raft_snapshot_threshold,
+                                 trailing_logs=config.raft_trailing_logs)
         core = RaftCore(raft_config, server_id=self.server_id, address=self.raft_address,
                         state=persistent, rng=random.Random(f"{seed}/{config.member_name}/raft"),
                         log=logging.LoggerAdapter(logging.getLogger("raftlite"),

@@ -84,6 +84,8 @@ def config_section(config: AgentConfig, node_id: str) -> dict[str, Any]:
         "Server": {"Enabled": config.is_server, "BootstrapExpect": config.bootstrap_expect,
                    "DataDir": config.data_dir, "RaftProtocol": config.raft_protocol,
                    "RaftMultiplier": config.raft_multiplier, "NonVotingServer": False,
+                   "RaftSnapshotThreshold": config.raft_snapshot_threshold,
+                   "RaftTrailingLogs": config.raft_trailing_logs,
                    "StartJoin": list(config.join), "RetryJoin": list(config.retry_join),
                    "RetryMaxAttempts": config.retry_max,
                    "RetryInterval": int(config.retry_interval * _NS), "ServerJoin": server_join},
