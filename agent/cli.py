@@ -224,10 +224,15 @@ def agent_address(flag: str | None) -> str:
 
 
 def http_request(address: str, method: str, path: str,
-                 query: Sequence[tuple[str, str]] = ()) -> tuple[int, bytes]:
-    """One request to the agent: (status, body). Connection failures raise CommandError."""
+                 query: Sequence[tuple[str, str]] = (), body: bytes | None = None) -> tuple[int, bytes]:
+    """One request to the agent: (status, body). Connection failures raise CommandError.
+
+    ``body``, when given, is sent as JSON; PUT and POST otherwise send an empty body.
+    """
     url = address + path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
-    request = urllib.request.Request(url, method=method, data=b"" if method in ("PUT", "POST") else None)
+    data = body if body is not None else (b"" if method in ("PUT", "POST") else None)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read()

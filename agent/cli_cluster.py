@@ -15,9 +15,7 @@ import datetime
 import functools
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -182,8 +180,8 @@ def var_put(argv: Sequence[str]) -> int:
     cas = _check_index(args.check_index)
     body = json.dumps({"Namespace": args.namespace or "default", "Path": path,
                        "Items": items}).encode()
-    status, answer = _request(agent_address(args.address), "PUT", _var_url(path),
-                              _var_query(args.namespace, cas), body)
+    status, answer = http_request(agent_address(args.address), "PUT", _var_url(path),
+                                  _var_query(args.namespace, cas), body)
     if status == 409:
         raise CommandError(_conflict_message("creating variable", cas, answer))
     if status != 200:
@@ -281,19 +279,3 @@ def _conflict_message(what: str, cas: int | None, body: bytes) -> str:
     where = ("the variable does not exist" if server_index == 0
              else f"the server-side index is {server_index}")
     return (f"Error {what}: Check-and-Set conflict: check-index {cas} does not match; {where}")
-
-
-def _request(address: str, method: str, path: str, query: Sequence[tuple[str, str]],
-             body: bytes) -> tuple[int, bytes]:
-    """``cli.http_request`` with a JSON request body (that helper sends none)."""
-    url = address + path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
-    request = urllib.request.Request(url, method=method, data=body,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CommandError(f"Error querying agent at {address}: {reason}") from None

@@ -127,17 +127,26 @@ class ReplicationMixin:
                     if progress.probing or progress.next_index == before:
                         break
 
-    def _on_append_response(self: "RaftCore", msg: AppendEntriesResponse, now: float) -> None:
-        """Advance or back off one peer's progress."""
+    def _responding_peer(self: "RaftCore", msg: AppendEntriesResponse | InstallSnapshotResponse,
+                         now: float) -> tuple[str, Progress] | None:
+        """Leader: the peer a response comes from, its contact noted; None (counted) otherwise."""
         if self.role is not Role.LEADER:
             self._drop("not_leader")
-            return
+            return None
         peer_id = self._peer_id_of(msg)
         if peer_id is None:
             self._drop("unknown_peer")
-            return
+            return None
         progress = self._peers[peer_id]
         progress.last_contact = now
+        return peer_id, progress
+
+    def _on_append_response(self: "RaftCore", msg: AppendEntriesResponse, now: float) -> None:
+        """Advance or back off one peer's progress."""
+        found = self._responding_peer(msg, now)
+        if found is None:
+            return
+        peer_id, progress = found
         if msg.success:
             self._on_append_success(peer_id, progress, msg.last_log_index, now)
             return
@@ -363,15 +372,10 @@ class ReplicationMixin:
     def _on_snapshot_response(self: "RaftCore", msg: InstallSnapshotResponse,
                               now: float) -> None:
         """Leader: the peer installed (or refused) our snapshot."""
-        if self.role is not Role.LEADER:
-            self._drop("not_leader")
+        found = self._responding_peer(msg, now)
+        if found is None:
             return
-        peer_id = self._peer_id_of(msg)
-        if peer_id is None:
-            self._drop("unknown_peer")
-            return
-        progress = self._peers[peer_id]
-        progress.last_contact = now
+        peer_id, progress = found
         progress.snapshot_until = None
         # the snapshot's resend deadline held heartbeats back; resume the normal rhythm
         progress.next_heartbeat = min(progress.next_heartbeat, now + self._heartbeat_interval)

@@ -51,61 +51,10 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# --------------------------------------------------------------------------------------
-# Process registry and cleanup: everything started is killed by PID, never by name.
+# Process registry and cleanup: scripts/bench/benchprocs.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchprocs import PROCS, PROCS_LOCK as _PROCS_LOCK, Deadline, kill_all, on_signal as _on_signal, reap, spawn  # noqa: E402
 
-PROCS: dict[int, subprocess.Popen] = {}
-_PROCS_LOCK = threading.Lock()
-
-
-def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
-    """Start a child in its own session (so a terminal Ctrl-C reaches only us) and register it."""
-    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-    with _PROCS_LOCK:
-        PROCS[proc.pid] = proc
-    return proc
-
-
-def reap(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGKILL one child by PID (if still running) and wait for it."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    with _PROCS_LOCK:
-        PROCS.pop(proc.pid, None)
-
-
-def kill_all() -> None:
-    with _PROCS_LOCK:
-        procs = list(PROCS.values())
-    for proc in procs:
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            print(f"warning: pid {proc.pid} did not exit after SIGKILL", file=sys.stderr)
-    with _PROCS_LOCK:
-        PROCS.clear()
-
-
-def _on_signal(signum, _frame) -> None:
-    kill_all()
-    raise SystemExit(128 + signum)
-
-
-class Deadline(Exception):
-    """A bounded wait ran out."""
 
 
 RUN_END = [float("inf")]  # monotonic cap of the whole run

@@ -24,16 +24,11 @@ class FakeAgent:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, *answers: tuple[int, Any]) -> None:
         self.answers = list(answers)
         self.requests: list[tuple[str, str, list[tuple[str, str]], Any]] = []
-        monkeypatch.setattr(cli_cluster, "http_request", self.http_request)
-        monkeypatch.setattr(cli_cluster, "_request", self.request)
+        monkeypatch.setattr(cli_cluster, "http_request", self.request)
         monkeypatch.delenv("SHOAL_ADDR", raising=False)
 
-    def http_request(self, address: str, method: str, path: str,
-                     query: Any = ()) -> tuple[int, bytes]:
-        return self.request(address, method, path, query, None)
-
-    def request(self, address: str, method: str, path: str, query: Any,
-                body: bytes | None) -> tuple[int, bytes]:
+    def request(self, address: str, method: str, path: str, query: Any = (),
+                body: bytes | None = None) -> tuple[int, bytes]:
         assert address == "http://127.0.0.1:4646"
         self.requests.append((method, path, list(query), json.loads(body) if body else None))
         status, answer = self.answers.pop(0)
