@@ -29,7 +29,7 @@ from raftlite.codec import decode_message, encode_message
 from raftlite.errors import RaftProtocolError
 from raftlite.messages import Message
 
-__all__ = ["RPC_BYTE", "RAFT_BYTE", "RaftTransport", "RpcError", "RpcPool", "RpcServer",
+__all__ = ["NOT_LEADER", "RPC_BYTE", "RAFT_BYTE", "RaftTransport", "RpcError", "RpcPool", "RpcServer",
            "RpcUnavailable", "split_address"]
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,20 @@ class RpcError(Exception):
 
 
 class RpcUnavailable(RpcError):
-    """The remote server could not be reached or did not answer in time."""
+    """The remote server could not be reached or did not answer in time.
+
+    ``sent`` tells whether the request may have reached the server: False for a failed
+    dial (safe to retry anywhere), True when it was written and then the connection
+    broke or the answer did not come (the call may or may not have taken effect).
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+NOT_LEADER = "rpc error: not leader"
+"""The error text of a server-only call that reached a server that does not lead."""
 
 
 class FrameError(Exception):
@@ -198,6 +211,10 @@ class RpcServer:
                 result = await handler(args)
             except RpcError as exc:
                 error = str(exc)
+            except Exception as exc:  # a handler bug must not take the agent down with it
+                self.counters["handler_errors"] += 1
+                log.exception("rpc handler failed method=%s", method)
+                error = f"rpc error: internal error in {method}: {exc}"
         self.counters["rpc_served"] += 1
         payload = msgpack.packb({"Seq": seq, "Error": error, "Result": result}, use_bin_type=True)
         async with lock:
@@ -277,19 +294,25 @@ class RpcPool:
             done, box = trio.Event(), []
             connection.pending[seq] = (done, box)
             payload = msgpack.packb({"Seq": seq, "Method": method, "Args": args}, use_bin_type=True)
+            sent = False
             try:
                 async with connection.lock:
+                    sent = True   # from here on the server may have the request
                     await connection.stream.send_all(frame(payload))
                 await done.wait()
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                connection.broken = True
+                raise RpcUnavailable(f"rpc error: connection to {address} lost: {exc}", sent=sent) from None
             finally:
                 connection.pending.pop(seq, None)
             if not box:
-                raise RpcUnavailable(f"rpc error: connection to {address} lost")
+                raise RpcUnavailable(f"rpc error: connection to {address} lost", sent=True)
             error, result = box[0]
             if error:
                 raise RpcError(error)
             return result
-        raise RpcUnavailable(f"rpc error: timeout after {timeout:g}s calling {method} on {address}")
+        raise RpcUnavailable(f"rpc error: timeout after {timeout:g}s calling {method} on {address}",
+                             sent=True)
 
     async def _connect(self, address: str) -> _RpcConnection:
         connection = self._connections.get(address)
@@ -305,8 +328,8 @@ class RpcPool:
                 with trio.fail_after(_DIAL_TIMEOUT):
                     stream = await trio.open_tcp_stream(host, port, local_address=self.local_ip)
                 await stream.send_all(bytes([RPC_BYTE]))
-            except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                raise RpcUnavailable(f"rpc error: dial tcp {address}: {exc}") from None
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError) as exc:
+                raise RpcUnavailable(f"rpc error: dial tcp {address}: {exc}", sent=False) from None
             connection = _RpcConnection(stream)
             self._connections[address] = connection
             assert self._nursery is not None, "RpcPool.run must be started first"

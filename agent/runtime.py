@@ -38,6 +38,8 @@ from .config import AgentConfig, server_tags
 from .http.api import AgentAPI
 from .join import join_addresses, multierror
 from .http.app import create_app
+from raftlite.errors import StorageCorrupt
+
 from .faults import FaultFilter
 from .server import ServerRuntime
 
@@ -164,13 +166,19 @@ class AgentRuntime:
                     raise StartupError(f"Error starting gossip on {config.bind}:{config.serf_port}: "
                                        f"{exc.strerror or exc}") from None
                 self.handle = self._build_gossip(node_id, sockets.port)
+                try:
+                    self.server = ServerRuntime(config, node_id, self.handle)
+                except (StorageCorrupt, OSError) as exc:
+                    raise StartupError(f"Error loading raft state from {config.data_dir}/raft: "
+                                       f"{exc}") from None
         except BaseException:
             http_sock.close()
             if rpc_listener is not None:
                 await rpc_listener.aclose()
+            if sockets is not None:
+                await sockets.aclose()
             raise
         if self.handle is not None:
-            self.server = ServerRuntime(config, node_id, self.handle)
             if config.raft_protocol == 2:
                 log.warning("raft_protocol 2 is deprecated: servers are identified by address; "
                             "set raft_protocol = 3")

@@ -25,13 +25,13 @@ from gossip.types import Member
 from raftlite.config import RaftConfig
 from raftlite.core import RaftCore
 from raftlite.driver import CommitTimeout, LeadershipLost, RaftHandle
-from raftlite.errors import ConfigChangeInProgress, NotLeader, RaftError, UnknownServer
+from raftlite.errors import ConfigChangeInProgress, NotLeader, RaftError
 from raftlite.events import RoleChanged
 from raftlite.storage import FileStorage, MemoryStorage
 from raftlite.types import Configuration, Role
 
 from .config import AgentConfig
-from .rpc import RaftTransport, RpcError, RpcPool, RpcServer, RpcUnavailable
+from .rpc import NOT_LEADER, RaftTransport, RpcError, RpcPool, RpcServer, RpcUnavailable
 from .servers import (Autopilot, AutopilotConfig, RaftChange, ServerParts, bootstrap_configuration,
                       bootstrap_plan, min_raft_version, parse_server, reconcile)
 from .state import StateStore, encode_command
@@ -41,7 +41,8 @@ __all__ = ["ServerRuntime", "NoLeader"]
 log = logging.getLogger(__name__)
 
 RECONCILE_INTERVAL = 60.0
-AUTOPILOT_INTERVAL = 2.0
+AUTOPILOT_INTERVAL = 10.0
+"""Nomad's autopilot interval (agent-api.md 5.4): promotion and dead-server cleanup."""
 APPLY_TIMEOUT = 10.0
 HOLD_TIMEOUT = 5.0
 """How long a forwarded request waits for a leader to appear (Nomad's RPCHoldTimeout)."""
@@ -50,6 +51,19 @@ BOOTSTRAP_PEER_ATTEMPTS = 6
 
 class NoLeader(Exception):
     """No leader was known within the hold timeout."""
+
+
+def _peer_args(args: Any) -> dict[str, str]:
+    """The ``{"id", "address"}`` of a remove/transfer call, checked (a peer may send anything)."""
+    if not isinstance(args, dict):
+        raise RpcError("rpc error: expected a map with id and address")
+    out = {}
+    for key in ("id", "address"):
+        value = args.get(key) or ""
+        if not isinstance(value, str):
+            raise RpcError(f"rpc error: {key} must be a string")
+        out[key] = value
+    return out
 
 
 def format_address(host: str, port: int) -> str:
@@ -282,7 +296,7 @@ class ServerRuntime:
             await trio.sleep(0.2)
             self._leader_kick.set()
             return False
-        except (NotLeader, LeadershipLost, UnknownServer) as exc:
+        except RaftError as exc:   # not leader any more, lost, unknown server, last voter
             log.warning("raft configuration change failed op=%s id=%s error=%s", change.op, change.id, exc)
             return False
         return True
@@ -316,8 +330,15 @@ class ServerRuntime:
                 await self.raft.wait_role_change()
         raise NoLeader("No cluster leader")
 
-    async def on_leader(self, method: str, args: Any, local: Callable[[Any], Any]) -> Any:
-        """Run ``local(args)`` if this server leads, else call ``method`` on the leader."""
+    async def on_leader(self, method: str, args: Any, local: Callable[[Any], Any], *,
+                        idempotent: bool) -> Any:
+        """Run ``local(args)`` if this server leads, else call ``method`` on the leader.
+
+        While no leader is known, or the one called says it no longer leads, the call
+        waits and retries for up to ``HOLD_TIMEOUT``: nothing was done. A call that was
+        sent and then lost (the leader died mid-call) is only retried when
+        ``idempotent``; a write then fails with an error saying it may have happened.
+        """
         deadline = trio.current_time() + HOLD_TIMEOUT
         while True:
             address = await self.wait_leader(max(deadline - trio.current_time(), 0.0))
@@ -329,25 +350,38 @@ class ServerRuntime:
             else:
                 try:
                     return await self.pool.call(address, method, args, timeout=APPLY_TIMEOUT + 2)
-                except RpcUnavailable:
+                except RpcUnavailable as exc:
+                    if exc.sent and not idempotent:
+                        raise RpcError(f"{exc} (the request may or may not have been applied)") from None
                     if trio.current_time() >= deadline:
+                        raise
+                except RpcError as exc:
+                    if str(exc) != NOT_LEADER:
                         raise
             if trio.current_time() >= deadline:
                 raise NoLeader("No cluster leader")
             await trio.sleep(0.05)
 
     async def local_apply(self, command: Any) -> Any:
+        if not isinstance(command, dict):
+            raise RpcError("rpc error: a command must be a map")
         try:
             return await self.raft.apply(encode_command(command), APPLY_TIMEOUT)
-        except (LeadershipLost, CommitTimeout) as exc:
-            raise RpcError(str(exc)) from None
+        except LeadershipLost as exc:
+            raise RpcError(f"{exc}: the write was not applied") from None
+        except CommitTimeout as exc:
+            raise RpcError(f"{exc}: the write may or may not be applied") from None
 
     async def local_read(self, query: Any) -> Any:
-        if self.raft.core.role != Role.LEADER:
-            raise NotLeader()
+        """A consistent read: the leader serves it once its state holds every commit
+        it knows of, which needs an entry of its own term committed (read-index,
+        Raft thesis 6.4); otherwise it waits briefly or says it is not the leader."""
+        await self.raft.read_barrier(HOLD_TIMEOUT)
         return self.read_now(query)
 
     def read_now(self, query: Any) -> Any:
+        if not isinstance(query, dict):
+            raise RpcError("rpc error: a query must be a map")
         try:
             return self.state.query(query)
         except ValueError as exc:
@@ -372,10 +406,10 @@ class ServerRuntime:
             return await self._leader_only(lambda _a: self._configuration_async(), None)
 
         async def raft_remove(args: Any) -> Any:
-            return await self._leader_only(self.local_remove_peer, args)
+            return await self._leader_only(self.local_remove_peer, _peer_args(args))
 
         async def raft_transfer(args: Any) -> Any:
-            return await self._leader_only(self.local_transfer, args)
+            return await self._leader_only(self.local_transfer, _peer_args(args))
 
         return {"Status.Peers": status_peers, "Status.Leader": status_leader,
                 "State.Apply": state_apply, "State.Read": state_read,
@@ -385,11 +419,11 @@ class ServerRuntime:
 
     async def _leader_only(self, local: Callable[[Any], Any], args: Any) -> Any:
         if self.raft.core.role != Role.LEADER:
-            raise RpcError("not leader")
+            raise RpcError(NOT_LEADER)
         try:
             return await local(args)
         except NotLeader:
-            raise RpcError("not leader") from None
+            raise RpcError(NOT_LEADER) from None
 
     async def _configuration_async(self) -> dict[str, Any]:
         return self.configuration_view()
@@ -448,7 +482,9 @@ class ServerRuntime:
         target = server_id
         try:
             await self.raft.change(lambda c, now: c.remove_server(target, now), APPLY_TIMEOUT)
-        except (ConfigChangeInProgress, UnknownServer, LeadershipLost, CommitTimeout) as exc:
+        except NotLeader:
+            raise
+        except RaftError as exc:   # in progress, unknown, last voter, lost, timed out
             raise RpcError(str(exc)) from None
         log.info("removed raft peer id=%s", target)
 
@@ -464,11 +500,14 @@ class ServerRuntime:
             raise RpcError(f'id "{server_id}" was not found in the Raft configuration')
         try:
             self.raft.call(lambda c, now: c.transfer_leadership(server_id or None, now))
+        except NotLeader:
+            raise
         except RaftError as exc:
             raise RpcError(str(exc)) from None
-        with trio.move_on_after(APPLY_TIMEOUT):
+        # The core gives a transfer one election timeout; wait a little longer than that.
+        with trio.move_on_after(2 * self.raft.core.config.election + 1.0):
             while self.raft.core.role == Role.LEADER:
                 await self.raft.wait_role_change()
             return
-        raise RpcError("leadership transfer timed out")
+        raise RpcError("leadership transfer did not complete: the target did not take over in time")
 

@@ -26,10 +26,10 @@ from typing import Any, Callable, Protocol, Sequence
 import trio
 
 from .core import RaftCore
-from .errors import RaftError
+from .errors import NotLeader, RaftError
 from .events import Apply, Output, Persist, RaftStats, Restore, RoleChanged, Send, SnapshotWanted
 from .messages import AppendEntries, Message
-from .types import Configuration, Entry, EntryKind, PersistentState
+from .types import Configuration, Entry, EntryKind, PersistentState, Role
 
 __all__ = ["CommitTimeout", "LeadershipLost", "RaftHandle", "StateMachine", "Transport"]
 
@@ -111,9 +111,15 @@ class RaftHandle:
         self._wakeup = trio.Event()
         self._waiters: dict[int, _Waiter] = {}
         self._applied = core.applied_index
+        # what is on disk, so a message can leave before this batch's fsync only when it
+        # promises nothing that is not durable yet (see _perform)
+        self._durable_hard_state = (core.term, core.voted_for)
+        self._durable_last = core.last_index
+        self._applied_event = trio.Event()
         self._role_watchers: list[trio.Event] = []
         self.counters: dict[str, int] = {"inbox_dropped": 0, "batches": 0, "persists": 0,
-                                         "sent": 0, "applied": 0, "snapshots": 0}
+                                         "sent": 0, "applied": 0, "snapshots": 0,
+                                         "restore_failures": 0}
 
     # ---------------------------------------------------------------- inputs
 
@@ -176,6 +182,25 @@ class RaftHandle:
             raise waiter.error
         return waiter.result
 
+    async def read_barrier(self, timeout: float) -> None:
+        """Return once a consistent read may be served here (read-index, thesis 6.4).
+
+        This server must lead, have committed an entry of its own term (so its commit
+        index covers every write acknowledged by earlier leaders), and have applied up
+        to that commit index. Raises ``NotLeader`` when it does not lead, and
+        ``CommitTimeout`` when the conditions do not hold within ``timeout``.
+        """
+        with trio.move_on_after(timeout):
+            while True:
+                core = self.core
+                if core.role is not Role.LEADER:
+                    raise NotLeader(core.leader_id, core.leader_address)
+                commit = core.commit_index
+                if core.raft_log.term_at(commit) == core.term and self._applied >= commit:
+                    return
+                await self._applied_event.wait()
+        raise CommitTimeout("the leader has not caught up with its commit index yet")
+
     async def wait_role_change(self) -> None:
         """Return after the next ``RoleChanged``."""
         event = trio.Event()
@@ -209,6 +234,9 @@ class RaftHandle:
             for waiter in self._waiters.values():
                 waiter.error = CommitTimeout("raft stopped")
                 waiter.done.set()
+            for proposal in self._proposals:
+                proposal.error = CommitTimeout("raft stopped")
+                proposal.done.set()
 
     def _propose_pending(self, now: float) -> None:
         proposals, self._proposals = self._proposals, []
@@ -229,11 +257,8 @@ class RaftHandle:
     async def _perform(self, outputs: list[Output]) -> None:
         self.counters["batches"] += 1
         persists = [o for o in outputs if isinstance(o, Persist)]
-        early = [o for o in outputs if isinstance(o, Send) and isinstance(o.message, AppendEntries)]
+        early = self._early_sends(outputs, persists)
         for output in early:
-            # A leader may replicate while its own write is in flight (thesis 10.2.1): no
-            # answer is read before this batch's persist finishes, so the leader never
-            # counts its own entries before they are durable. Answers and votes wait.
             self._send(output)
         if persists:
             self.counters["persists"] += 1
@@ -241,8 +266,10 @@ class RaftHandle:
                 await trio.to_thread.run_sync(self._storage.persist, persists)
             else:
                 self._storage.persist(persists)
+            self._note_durable(persists)
+        sent_early = {id(o) for o in early}
         for output in outputs:
-            if isinstance(output, Send) and not isinstance(output.message, AppendEntries):
+            if isinstance(output, Send) and id(output) not in sent_early:
                 self._send(output)
         for output in outputs:
             if isinstance(output, Restore):
@@ -255,11 +282,44 @@ class RaftHandle:
             elif isinstance(output, SnapshotWanted):
                 self._take_snapshot()
 
+    def _early_sends(self, outputs: list[Output], persists: list[Persist]) -> list[Send]:
+        """The leader's AppendEntries that may leave before this batch's fsync.
+
+        A leader may replicate while its own write is in flight (thesis 10.2.1): no
+        answer is read before the persist finishes, so it never counts its own entries
+        before they are durable. A message leaves early only when it promises nothing
+        that is not on disk yet: the term and vote of the batch are already durable,
+        and its ``leader_commit`` is within the durable log. Answers and votes wait.
+        """
+        if not persists or self.core.role is not Role.LEADER:
+            return []
+        if any((p.term, p.voted_for) != self._durable_hard_state for p in persists):
+            return []
+        if any(p.truncate_from is not None or p.snapshot is not None for p in persists):
+            return []
+        return [o for o in outputs if isinstance(o, Send) and isinstance(o.message, AppendEntries)
+                and o.message.leader_commit <= self._durable_last]
+
+    def _note_durable(self, persists: list[Persist]) -> None:
+        for persist in persists:
+            self._durable_hard_state = (persist.term, persist.voted_for)
+            if persist.snapshot is not None:
+                self._durable_last = max(self._durable_last, persist.snapshot.index)
+            if persist.truncate_from is not None:
+                self._durable_last = min(self._durable_last, persist.truncate_from - 1)
+            if persist.entries:
+                self._durable_last = persist.entries[-1].index
+
     def _send(self, output: Send) -> None:
         self.counters["sent"] += 1
         self._transport.send_nowait(output.to_id, output.to_address, output.message)
 
+    def _notify_applied(self) -> None:
+        event, self._applied_event = self._applied_event, trio.Event()
+        event.set()
+
     def _apply_entries(self, entries: Sequence[Entry]) -> None:
+        self._notify_applied()
         for entry in entries:
             result = None
             if entry.kind == EntryKind.COMMAND:
@@ -279,7 +339,16 @@ class RaftHandle:
     def _restore(self, restore: Restore) -> None:
         snapshot = restore.snapshot
         log.info("restoring snapshot index=%d term=%d", snapshot.index, snapshot.term)
-        self._fsm.restore(snapshot.data)
+        try:
+            self._fsm.restore(snapshot.data)
+        except ValueError as exc:
+            # The state machine cannot read what raft says is committed: serving anything
+            # from here on could be wrong, so this server stops taking part (loudly).
+            self.counters["restore_failures"] += 1
+            log.error("snapshot restore failed, raft stopped on this server index=%d error=%s",
+                      snapshot.index, exc)
+            self.core.shutdown()
+            return
         self._applied = snapshot.index
         for index in [i for i in self._waiters if i <= snapshot.index]:
             waiter = self._waiters.pop(index)
@@ -287,6 +356,7 @@ class RaftHandle:
             waiter.done.set()
 
     def _role_changed(self, change: RoleChanged) -> None:
+        self._notify_applied()   # a read waiting on a leader that stepped down must look again
         if self._on_role is not None:
             self._on_role(change)
         watchers, self._role_watchers = self._role_watchers, []

@@ -90,21 +90,21 @@ class ClusterMixin:
         if stale:
             return server.configuration_view()
         return await self._on_leader("Operator.RaftGetConfiguration", {},
-                                     lambda _args: _wrap(server.configuration_view()))
+                                     lambda _args: _wrap(server.configuration_view()), idempotent=True)
 
     async def raft_remove_peer(self, *, id: str | None, address: str | None) -> None:
         server = self._server()
         await self._on_leader("Operator.RaftRemovePeer", {"id": id or "", "address": address or ""},
-                              server.local_remove_peer)
+                              server.local_remove_peer, idempotent=False)
 
     async def raft_transfer_leadership(self, *, id: str | None, address: str | None) -> None:
         server = self._server()
         await self._on_leader("Operator.TransferLeadership", {"id": id or "", "address": address or ""},
-                              server.local_transfer)
+                              server.local_transfer, idempotent=False)
 
     async def state_apply(self, command: dict[str, Any]) -> dict[str, Any]:
         server = self._server()
-        return await self._on_leader("State.Apply", command, server.local_apply)
+        return await self._on_leader("State.Apply", command, server.local_apply, idempotent=False)
 
     async def state_read(self, query: dict[str, Any], stale: bool) -> dict[str, Any]:
         server = self._server()
@@ -113,16 +113,16 @@ class ClusterMixin:
                 return server.read_now(query)
             except RpcError as exc:
                 raise ApiError(400, str(exc)) from None
-        return await self._on_leader("State.Read", query, server.local_read)
+        return await self._on_leader("State.Read", query, server.local_read, idempotent=True)
 
-    async def _on_leader(self, method: str, args: Any, local: Any) -> Any:
+    async def _on_leader(self, method: str, args: Any, local: Any, *, idempotent: bool) -> Any:
+        from raftlite.errors import RaftError
+
         from ..server import NoLeader
 
         try:
-            return await self._server().on_leader(method, args, local)
-        except NoLeader as exc:
-            raise ApiError(500, str(exc)) from None
-        except RpcError as exc:
+            return await self._server().on_leader(method, args, local, idempotent=idempotent)
+        except (NoLeader, RpcError, RaftError) as exc:
             raise ApiError(500, str(exc)) from None
 
     def _filter(self) -> FaultFilter:
