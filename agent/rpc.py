@@ -188,17 +188,26 @@ class RpcServer:
         reader = FrameReader()
         write_lock = trio.Lock()
         async with trio.open_nursery() as nursery:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                for payload in reader.feed(data):
-                    request = _decode_request(payload)
-                    if request is None:
-                        self._drop(peer, "rpc_decode", "bad request")
-                        nursery.cancel_scope.cancel()
-                        return
-                    nursery.start_soon(self._answer, stream, write_lock, *request)
+            # Errors are handled inside the nursery: trio would wrap them in an
+            # ExceptionGroup that the caller's except clauses do not match.
+            try:
+                while True:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    for payload in reader.feed(data):
+                        request = _decode_request(payload)
+                        if request is None:
+                            self._drop(peer, "rpc_decode", "bad request")
+                            nursery.cancel_scope.cancel()
+                            return
+                        nursery.start_soon(self._answer, stream, write_lock, *request)
+            except FrameError as exc:
+                self._drop(peer, exc.reason, "bad frame")
+                nursery.cancel_scope.cancel()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self.counters["connection_errors"] += 1
+                nursery.cancel_scope.cancel()
 
     async def _answer(self, stream: trio.SocketStream, lock: trio.Lock, seq: int, method: str,
                       args: Any) -> None:
@@ -282,6 +291,7 @@ class RpcPool:
             RpcUnavailable: no connection, or no answer within ``timeout``.
         """
         hook = self.fault_hook
+        sent = False
         with trio.move_on_after(timeout):
             if hook is not None:
                 delay = hook.outbound(address)
@@ -294,7 +304,6 @@ class RpcPool:
             done, box = trio.Event(), []
             connection.pending[seq] = (done, box)
             payload = msgpack.packb({"Seq": seq, "Method": method, "Args": args}, use_bin_type=True)
-            sent = False
             try:
                 async with connection.lock:
                     sent = True   # from here on the server may have the request
@@ -312,7 +321,7 @@ class RpcPool:
                 raise RpcError(error)
             return result
         raise RpcUnavailable(f"rpc error: timeout after {timeout:g}s calling {method} on {address}",
-                             sent=True)
+                             sent=sent)
 
     async def _connect(self, address: str) -> _RpcConnection:
         connection = self._connections.get(address)
