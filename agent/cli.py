@@ -40,6 +40,8 @@ Commands:
     operator raft remove-peer          Remove a server from the raft configuration
     operator raft transfer-leadership  Hand leadership to another server
     var put|get|list|purge Write and read Nomad Variables (replicated through raft)
+    job run FILE.json      Register a (simulated) job; job status [ID]; job stop ID
+    node status [ID]       List client nodes, or show one
     version                Print the version
 """
 
@@ -85,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_operator_command(rest)
         if command == "var":
             return run_var_command(rest)
+        if command in ("job", "node"):
+            return run_job_command(command, rest)
         if command in ("version", "-version", "--version"):
             print(f"shoal v{__version__}")
             return 0
@@ -201,6 +205,16 @@ def run_var_command(argv: Sequence[str]) -> int:
     if not argv or argv[0] not in verbs:
         raise UsageError("usage: shoal var <put|get|list|purge> [options]")
     return verbs[argv[0]](argv[1:])
+
+
+def run_job_command(noun: str, argv: Sequence[str]) -> int:
+    from . import cli_jobs
+
+    verbs = {("job", "run"): cli_jobs.job_run, ("job", "status"): cli_jobs.job_status,
+             ("job", "stop"): cli_jobs.job_stop, ("node", "status"): cli_jobs.node_status}
+    if not argv or (noun, argv[0]) not in verbs:
+        raise UsageError("usage: shoal job <run|status|stop> ... | shoal node status [ID]")
+    return verbs[(noun, argv[0])](argv[1:])
 
 
 def _client_parser(prog: str) -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ import base64
 import binascii
 import ipaddress
 import logging
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -134,6 +135,17 @@ class AgentConfig:
     """Applied entries since the last snapshot before the next one (Nomad's raft_snapshot_threshold)."""
     raft_trailing_logs: int = 10240
     """Entries kept in the log after a snapshot (Nomad's raft_trailing_logs)."""
+    num_schedulers: int = -1
+    """Scheduler workers per server; -1 until resolved to the CPU count (Nomad's default)."""
+    enabled_schedulers: tuple[str, ...] = ("service", "batch", "system", "sysbatch", "_core")
+    servers: tuple[str, ...] = ()
+    """A client's servers (``ip[:port]``, rpc port 4647 by default)."""
+    node_class: str = ""
+    meta: tuple[tuple[str, str], ...] = ()
+    cpu_total_compute: int = 0
+    """A client's CPU in MHz; 0 = from the machine (psutil)."""
+    memory_total_mb: int = 0
+    """A client's memory in MB; 0 = from the machine (psutil)."""
     fault_injection: bool = False
     """Allow ``/v1/agent/faults`` to install drop/loss/delay/partition rules."""
 
@@ -190,7 +202,9 @@ AGENT_FLAGS = ("dev", "server", "client", "node", "region", "dc", "bind", "adver
                "http-port", "rpc-port", "serf-port", "bootstrap-expect", "join", "retry-join",
                "retry-interval", "retry-max", "encrypt", "data-dir", "log-level",
                "leave-on-interrupt", "leave-on-terminate", "gossip-profile", "raft-protocol",
-               "raft-multiplier", "raft-snapshot-threshold", "raft-trailing-logs", "fault-injection")
+               "raft-multiplier", "raft-snapshot-threshold", "raft-trailing-logs", "fault-injection",
+               "num-schedulers", "enabled-schedulers", "servers", "node-class", "meta",
+               "cpu-total-compute", "memory-total-mb")
 
 
 def _agent_parser() -> argparse.ArgumentParser:
@@ -227,6 +241,15 @@ def _agent_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raft-trailing-logs", default="10240",
                         help="log entries kept after a snapshot (default 10240)")
     _bool_flag(parser, "fault-injection", "allow /v1/agent/faults (chaos experiments)")
+    parser.add_argument("--num-schedulers", default=None, help="scheduler workers (default: CPU count)")
+    parser.add_argument("--enabled-schedulers", default="service,batch,system,sysbatch",
+                        help="comma list of scheduler types (_core is always added)")
+    parser.add_argument("--servers", action="append", default=[],
+                        help="client: a server's rpc address ip[:port] (repeatable or comma list)")
+    parser.add_argument("--node-class", default="")
+    parser.add_argument("--meta", action="append", default=[], help="client: node meta key=value (repeatable)")
+    parser.add_argument("--cpu-total-compute", default="0", help="client: CPU MHz (default: detected)")
+    parser.add_argument("--memory-total-mb", default="0", help="client: memory MB (default: detected)")
     return parser
 
 
@@ -322,8 +345,41 @@ def parse_agent_args(argv: Sequence[str]) -> AgentConfig:
                                           minimum=1, maximum=2**31 - 1),
         raft_trailing_logs=_int_flag("raft-trailing-logs", args.raft_trailing_logs, maximum=2**31 - 1),
         fault_injection=_bool_value("fault-injection", args.fault_injection),
+        num_schedulers=(_int_flag("num-schedulers", args.num_schedulers, maximum=2**31 - 1)
+                        if args.num_schedulers is not None else (os.cpu_count() or 1)),
+        enabled_schedulers=parse_enabled_schedulers(args.enabled_schedulers),
+        servers=tuple(a.strip() for item in args.servers for a in item.split(",") if a.strip()),
+        node_class=args.node_class,
+        meta=parse_meta(args.meta),
+        cpu_total_compute=_int_flag("cpu-total-compute", args.cpu_total_compute, maximum=2**31 - 1),
+        memory_total_mb=_int_flag("memory-total-mb", args.memory_total_mb, maximum=2**31 - 1),
     )
     return resolve_defaults(config)
+
+
+SCHEDULER_TYPES = ("service", "batch", "system", "sysbatch", "_core")
+
+
+def parse_enabled_schedulers(text: str) -> tuple[str, ...]:
+    """``service,batch`` -> the list with ``_core`` added, as Nomad's config file does."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in SCHEDULER_TYPES]
+    if bad:
+        raise UsageError(f"invalid scheduler {bad[0]!r} in -enabled-schedulers "
+                         f"(want {', '.join(SCHEDULER_TYPES[:4])})")
+    if "_core" not in names:
+        names.append("_core")
+    return tuple(names)
+
+
+def parse_meta(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid -meta {item!r}: want key=value")
+        out.append((key, value))
+    return tuple(out)
 
 
 def parse_raft_protocol(text: str) -> int:

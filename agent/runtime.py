@@ -41,6 +41,8 @@ from .http.app import create_app
 from raftlite.errors import StorageCorrupt
 
 from .faults import FaultFilter
+from .client import ClientRuntime, ClientStateError
+from .rpc import RpcPool
 from .server import ServerRuntime
 
 __all__ = ["AgentRuntime", "RunningAgent", "StartupError", "load_node_id"]
@@ -136,6 +138,7 @@ class AgentRuntime:
         self.handle_signals = handle_signals
         self.handle: GossipHandle | None = None
         self.server: ServerRuntime | None = None
+        self.client: ClientRuntime | None = None
         self.faults: FaultFilter | None = None
         self._exit_code: int | None = None
         self._exit = trio.Event()
@@ -184,7 +187,16 @@ class AgentRuntime:
                             "set raft_protocol = 3")
         if config.fault_injection:
             self.faults = FaultFilter(config.member_name, random.Random(os.urandom(8)))
-        api = AgentAPI(config, self.handle, server=self.server, faults=self.faults)
+        client_pool = None
+        if config.is_client:
+            client_pool = self.server.pool if self.server is not None else RpcPool(
+                local_ip=None if config.bind in ("0.0.0.0", "::") else config.bind)
+            try:
+                self.client = self._build_client(client_pool)
+            except (ClientStateError, ValueError) as exc:
+                http_sock.close()
+                raise StartupError(f"Error starting client: {exc}") from None
+        api = AgentAPI(config, self.handle, server=self.server, faults=self.faults, client=self.client)
         async with trio.open_nursery() as nursery:
             if self.handle is not None and sockets is not None:
                 if self.faults is not None:
@@ -195,6 +207,10 @@ class AgentRuntime:
                 if self.faults is not None:
                     self.server.install_fault_hook(self.faults)
                 await nursery.start(self.server.run, rpc_listener)
+            if self.client is not None and client_pool is not None:
+                if self.server is None:
+                    await nursery.start(client_pool.run)
+                await nursery.start(self.client.run)
             http_address = await nursery.start(self._serve_http, api, http_sock)
             if self.handle_signals:
                 await nursery.start(self._watch_signals)
@@ -211,6 +227,25 @@ class AgentRuntime:
             nursery.cancel_scope.cancel()
         assert self._exit_code is not None
         return self._exit_code
+
+    def _build_client(self, pool: RpcPool) -> ClientRuntime:
+        config = self.config
+        servers = list(config.servers)
+        if config.is_server:   # -dev, or server+client: the client talks to its own server
+            servers = servers or [f"{config.advertise}:{config.rpc_port}"]
+        resources = None
+        if config.cpu_total_compute or config.memory_total_mb:
+            from .client import host_resources
+            detected = host_resources()
+            resources = {"CPU": config.cpu_total_compute or detected["CPU"],
+                         "MemoryMB": config.memory_total_mb or detected["MemoryMB"]}
+        seed = int.from_bytes(os.urandom(8), "big")
+        return ClientRuntime(config, pool=pool, servers=servers,
+                             data_dir=None if config.dev else (config.data_dir or None),
+                             node_name=config.node, datacenter=config.datacenter,
+                             node_class=config.node_class, meta=dict(config.meta), resources=resources,
+                             http_addr=f"{config.advertise}:{config.http_port}",
+                             rng=random.Random(f"{seed}/{config.node}/client"))
 
     async def _bind_rpc(self) -> trio.SocketListener:
         config = self.config

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +52,25 @@ BOOTSTRAP_PEER_ATTEMPTS = 6
 
 class NoLeader(Exception):
     """No leader was known within the hold timeout."""
+
+
+class _HookedState:
+    """The state machine raft drives, telling scheduling about every applied command."""
+
+    def __init__(self, state: StateStore, on_applied: Callable[[bytes, Any], None]) -> None:
+        self._state = state
+        self._on_applied = on_applied
+
+    def apply(self, index: int, data: bytes) -> Any:
+        result = self._state.apply(index, data)
+        self._on_applied(data, result)
+        return result
+
+    def snapshot(self) -> bytes:
+        return self._state.snapshot()
+
+    def restore(self, data: bytes) -> None:
+        self._state.restore(data)
 
 
 def _peer_args(args: Any) -> dict[str, str]:
@@ -104,7 +124,10 @@ class ServerRuntime:
                         now=trio.current_time(),
                         aliases=[self.raft_address] if self.server_id != self.raft_address else [])
         self.transport = RaftTransport(local_ip=self._local_ip())
-        self.raft = RaftHandle(core, self.storage, self.transport, self.state,
+        from .scheduling import SchedulingRuntime   # it imports this module's types
+        self.scheduling = SchedulingRuntime(self)
+        self.raft = RaftHandle(core, self.storage, self.transport,
+                               _HookedState(self.state, self.scheduling.on_applied),
                                persist_in_thread=isinstance(self.storage, FileStorage),
                                on_role=self._on_role)
         self.pool = RpcPool(local_ip=self._local_ip())
@@ -117,6 +140,7 @@ class ServerRuntime:
         self._nursery: trio.Nursery | None = None
         self._leader_scope: trio.CancelScope | None = None
         self._logged_errors: set[str] = set()
+        self.supervisor: Any = None   # scheduler.driver.SupervisorHandle once running
 
     def _local_ip(self) -> str | None:
         """Bind outgoing rpc/raft connections to the bind IP when it is a specific one."""
@@ -135,6 +159,7 @@ class ServerRuntime:
                 await nursery.start(self.transport.run)
                 await nursery.start(self.raft.run)
                 await nursery.start(self.rpc.serve, listener)
+                self.supervisor = await nursery.start(self._run_supervisor)
                 if self.config.bootstrap_expect == 1 and not self.had_state:
                     self._bootstrap_alone()
                 task_status.started()
@@ -143,6 +168,26 @@ class ServerRuntime:
             close = getattr(self.storage, "close", None)
             if close is not None:
                 close()
+
+    async def _run_supervisor(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+                              ) -> None:
+        """The scheduler workers (agent-api.md 5.6), dequeuing from the leader's broker."""
+        from scheduler.driver import run_supervisor
+        from scheduler.supervisor import SupervisorCore
+
+        core = SupervisorCore(self.config.num_schedulers, self.config.enabled_schedulers,
+                              new_id=lambda: str(uuid.uuid4()),
+                              log=logging.LoggerAdapter(logging.getLogger("scheduler"),
+                                                        {"node": self.config.member_name}))
+
+        async def dequeue(schedulers: list[str], timeout: float) -> tuple[Any, ...] | None:
+            answer = await self.scheduling.worker_dequeue(schedulers, timeout)
+            if answer is None:
+                return None
+            return answer["Eval"], answer["Token"], int(answer.get("WaitIndex") or 0)
+
+        await run_supervisor(core, dequeue=dequeue, process=self.scheduling.worker_process,
+                             task_status=task_status)
 
     def _bootstrap_alone(self) -> None:
         configuration = Configuration((self._self_server(),))
@@ -153,6 +198,11 @@ class ServerRuntime:
     def _self_server(self) -> Any:
         from raftlite.types import Server
         return Server(self.server_id, self.raft_address)
+
+    def spawn(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` in the server's nursery (from sync code)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(function, *args)
 
     def install_fault_hook(self, hook: Any) -> None:
         self.rpc.fault_hook = hook
@@ -242,6 +292,8 @@ class ServerRuntime:
     # ---------------------------------------------------------- leader loop
 
     def _on_role(self, change: RoleChanged) -> None:
+        if self.supervisor is not None:   # the leader pauses most of its workers (5.6.3)
+            self.supervisor.set_leader(change.role == Role.LEADER)
         if change.role == Role.LEADER and self._leader_scope is None and self._nursery is not None:
             self._leader_scope = trio.CancelScope()
             self._nursery.start_soon(self._lead, self._leader_scope)
@@ -252,21 +304,27 @@ class ServerRuntime:
     async def _lead(self, scope: trio.CancelScope) -> None:
         with scope:
             log.info("cluster leadership acquired term=%d", self.raft.core.term)
-            next_reconcile = trio.current_time()
-            next_autopilot = trio.current_time() + AUTOPILOT_INTERVAL
-            while True:
-                now = trio.current_time()
-                if now >= next_reconcile or self._leader_kick.is_set():
-                    self._leader_kick = trio.Event()
-                    await self._reconcile_all()
-                    if now >= next_reconcile:
-                        next_reconcile = now + RECONCILE_INTERVAL
-                if now >= next_autopilot:
-                    await self._autopilot_round()
-                    next_autopilot = trio.current_time() + AUTOPILOT_INTERVAL
-                with trio.move_on_at(min(next_reconcile, next_autopilot)):
-                    await self._leader_kick.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.scheduling.lead)
+                nursery.start_soon(self._membership_loop)
         log.info("cluster leadership lost")
+
+    async def _membership_loop(self) -> None:
+        """Reconcile gossip into raft on every member event and every interval; autopilot."""
+        next_reconcile = trio.current_time()
+        next_autopilot = trio.current_time() + AUTOPILOT_INTERVAL
+        while True:
+            now = trio.current_time()
+            if now >= next_reconcile or self._leader_kick.is_set():
+                self._leader_kick = trio.Event()
+                await self._reconcile_all()
+                if now >= next_reconcile:
+                    next_reconcile = now + RECONCILE_INTERVAL
+            if now >= next_autopilot:
+                await self._autopilot_round()
+                next_autopilot = trio.current_time() + AUTOPILOT_INTERVAL
+            with trio.move_on_at(min(next_reconcile, next_autopilot)):
+                await self._leader_kick.wait()
 
     async def _reconcile_all(self) -> None:
         """Apply reconcile changes one at a time until there are none (bounded)."""
@@ -411,11 +469,13 @@ class ServerRuntime:
         async def raft_transfer(args: Any) -> Any:
             return await self._leader_only(self.local_transfer, _peer_args(args))
 
-        return {"Status.Peers": status_peers, "Status.Leader": status_leader,
-                "State.Apply": state_apply, "State.Read": state_read,
-                "Operator.RaftGetConfiguration": raft_configuration,
-                "Operator.RaftRemovePeer": raft_remove,
-                "Operator.TransferLeadership": raft_transfer}
+        handlers = {"Status.Peers": status_peers, "Status.Leader": status_leader,
+                    "State.Apply": state_apply, "State.Read": state_read,
+                    "Operator.RaftGetConfiguration": raft_configuration,
+                    "Operator.RaftRemovePeer": raft_remove,
+                    "Operator.TransferLeadership": raft_transfer}
+        handlers.update(self.scheduling.rpc_handlers())
+        return handlers
 
     async def _leader_only(self, local: Callable[[Any], Any], args: Any) -> Any:
         if self.raft.core.role != Role.LEADER:

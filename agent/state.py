@@ -30,24 +30,33 @@ a conflict returns the current variable, or None when there is none (Nomad then
 answers with a zero variable carrying only Namespace and Path; the HTTP layer
 renders that). Items are stored in the clear: shoal has no keyring for variables.
 
-Commands and queries are looked up by ``Type`` in ``_COMMANDS`` and ``_QUERIES``,
-so the scheduler issue adds nodes, jobs, evaluations and allocations as new rows.
+Commands and queries are looked up by ``Type`` in ``_COMMANDS`` and ``_QUERIES``.
+The scheduling tables (nodes, jobs, evals, allocs) and their commands live in
+``agent/state_sched.py``; their queries are below. List queries sort evaluations and
+allocations by ``CreateIndex`` (then ID), nodes by ID and jobs by (Namespace, ID).
+Snapshots are version 2 (variables plus the scheduling tables); version-1 snapshots
+(variables only) still restore.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgpack
+
+from . import state_sched
+from .state_sched import ALLOCS, EVALS, JOBS, NODES, SchedTables
 
 __all__ = ["StateStore", "encode_command", "validate_variable", "validate_path", "validate_namespace",
            "variable_metadata", "zero_variable", "DEFAULT_NAMESPACE", "MAX_VARIABLE_BYTES"]
 
 DEFAULT_NAMESPACE = "default"
 MAX_VARIABLE_BYTES = 65536          # Nomad's maxVariableSize: sum of key and value lengths
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+_OLD_SNAPSHOT_VERSIONS = (1,)           # still restored: variables only
 _PATH_RE = re.compile(r"[a-zA-Z0-9\-_~/]{1,128}")
 _NAMESPACE_RE = re.compile(r"[a-zA-Z0-9\-]{1,128}")
 _VARIABLES = "variables"            # table name, as Nomad's TableVariables
@@ -151,6 +160,7 @@ class StateStore:
         self.index = 0                                   # last applied raft index
         self._variables: dict[tuple[str, str], Variable] = {}
         self._table_index: dict[str, int] = {}           # table -> last index that changed it
+        self._sched = SchedTables(self._table_index)     # nodes, jobs, evals, allocs
 
     # --- inputs -------------------------------------------------------------------
 
@@ -184,6 +194,7 @@ class StateStore:
             "Index": self.index,
             "TableIndex": dict(sorted(self._table_index.items())),
             "Variables": [self._variables[key] for key in sorted(self._variables)],
+            **self._sched.to_snapshot(),
         }, use_bin_type=True)
 
     def restore(self, data: bytes) -> None:
@@ -192,15 +203,19 @@ class StateStore:
             obj = msgpack.unpackb(data, raw=False, strict_map_key=False)
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"bad state snapshot: {exc}") from None
-        if not isinstance(obj, dict) or obj.get("Version") != SNAPSHOT_VERSION:
+        if not isinstance(obj, dict) or obj.get("Version") not in (SNAPSHOT_VERSION,
+                                                                   *_OLD_SNAPSHOT_VERSIONS):
             raise ValueError("bad state snapshot: unknown version")
         try:
             variables = {(v["Namespace"], v["Path"]): dict(v) for v in obj["Variables"]}
             table_index = {str(k): int(v) for k, v in obj["TableIndex"].items()}
             index = int(obj["Index"])
+            sched = SchedTables.from_snapshot(obj if obj["Version"] == SNAPSHOT_VERSION else {},
+                                              table_index)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"bad state snapshot: {exc!r}") from None
         self._variables, self._table_index, self.index = variables, table_index, index
+        self._sched = sched
 
     # --- views --------------------------------------------------------------------
 
@@ -211,7 +226,7 @@ class StateStore:
     def state_equal(self, other: StateStore) -> bool:
         """Same tables and indexes (for tests and snapshot checks)."""
         return (self.index == other.index and self._variables == other._variables
-                and self._table_index == other._table_index)
+                and self._table_index == other._table_index and self._sched.equal(other._sched))
 
     def get_variable(self, namespace: str, path: str) -> Variable | None:
         var = self._variables.get((namespace, path))
@@ -271,6 +286,129 @@ class StateStore:
         matches.sort(key=lambda var: (var["Namespace"], var["Path"]))
         return {"Index": self.table_index(_VARIABLES), "Vars": matches}
 
+    # --- scheduling queries (records are copies; Index is the table's index) -----------
+
+    def _node_list(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        prefix = _arg(query, "Prefix", "")
+        nodes = self._sched.nodes
+        return {"Index": self.table_index(NODES),
+                "Nodes": [_node_stub(nodes[i]) for i in sorted(nodes) if i.startswith(prefix)]}
+
+    def _node_get(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """Exact ID, else a unique ID prefix; ambiguous or unknown gives None."""
+        node_id = _arg(query, "NodeID", required=True)
+        nodes = self._sched.nodes
+        node = nodes.get(node_id)
+        if node is None and node_id:
+            matches = [n for i, n in nodes.items() if i.startswith(node_id)]
+            node = matches[0] if len(matches) == 1 else None
+        return {"Index": self.table_index(NODES), "Node": _copy(node)}
+
+    def _job_list(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        namespace, prefix = _arg(query, "Namespace", DEFAULT_NAMESPACE), _arg(query, "Prefix", "")
+        jobs = self._sched.jobs
+        return {"Index": self.table_index(JOBS),
+                "Jobs": [_job_stub(jobs[key]) for key in sorted(jobs)
+                         if namespace in ("*", key[0]) and key[1].startswith(prefix)]}
+
+    def _job_get(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        return {"Index": self.table_index(JOBS), "Job": _copy(self._sched.jobs.get(_job_key(query)))}
+
+    def _job_allocs(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        return {"Index": self.table_index(ALLOCS),
+                "Allocs": _copy(self._sched.job_allocs(_job_key(query)))}
+
+    def _job_evals(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        return {"Index": self.table_index(EVALS),
+                "Evals": _copy(self._sched.job_evals(_job_key(query)))}
+
+    def _eval_list(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """Evaluations filtered by optional JobID, Status and Namespace ("*" or absent: all)."""
+        job_id, status = _arg(query, "JobID"), _arg(query, "Status")
+        namespace = _arg(query, "Namespace", "*")
+        evals = [ev for ev in self._sched.evals.values()
+                 if (job_id is None or ev["JobID"] == job_id)
+                 and (status is None or ev["Status"] == status)
+                 and namespace in ("*", ev["Namespace"])]
+        return {"Index": self.table_index(EVALS), "Evals": _copy(_by_create(evals))}
+
+    def _eval_get(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        eval_id = _arg(query, "EvalID", required=True)
+        return {"Index": self.table_index(EVALS), "Eval": _copy(self._sched.evals.get(eval_id))}
+
+    def _alloc_list(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """Allocations filtered by optional NodeID, JobID and Namespace ("*" or absent: all)."""
+        node_id, job_id = _arg(query, "NodeID"), _arg(query, "JobID")
+        namespace = _arg(query, "Namespace", "*")
+        sched = self._sched
+        candidates = sched.node_allocs(node_id) if node_id is not None else sched.allocs.values()
+        allocs = [a for a in candidates if (job_id is None or a["JobID"] == job_id)
+                  and namespace in ("*", a["Namespace"])]
+        return {"Index": self.table_index(ALLOCS), "Allocs": _copy(_by_create(allocs))}
+
+    def _alloc_get(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        alloc_id = _arg(query, "AllocID", required=True)
+        return {"Index": self.table_index(ALLOCS), "Alloc": _copy(self._sched.allocs.get(alloc_id))}
+
+    def _scheduling_snapshot(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """What a worker plans from: the job, every node, the job's allocations plus every
+        live allocation (for node usage). Index: the newest of the four scheduling tables."""
+        key = _job_key(query)
+        sched = self._sched
+        allocs = {a["ID"]: a for a in sched.job_allocs(key)}
+        allocs.update((a["ID"], a) for a in sched.allocs.values()
+                      if not state_sched.alloc_terminal(a))
+        return {"Index": sched.index_of(NODES, JOBS, EVALS, ALLOCS),
+                "Job": _copy(sched.jobs.get(key)),
+                "Nodes": _copy([sched.nodes[i] for i in sorted(sched.nodes)]),
+                "Allocs": _copy(_by_create(allocs.values()))}
+
+
+def _arg(query: Mapping[str, Any], key: str, default: str | None = None, *,
+         required: bool = False) -> Any:
+    """A string argument of a query (None when absent and not required); ValueError if bad."""
+    value = query.get(key, default)
+    if value is None:
+        value = default
+    if (value is None and required) or (value is not None and not isinstance(value, str)):
+        raise ValueError(f"{query.get('Type')} needs a string {key}")
+    return value
+
+
+def _job_key(query: Mapping[str, Any]) -> tuple[str, str]:
+    return (_arg(query, "Namespace", DEFAULT_NAMESPACE), _arg(query, "JobID", required=True))
+
+
+def _by_create(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: (r["CreateIndex"], r["ID"]))
+
+
+def _copy(value: Any) -> Any:
+    return copy.deepcopy(value)
+
+
+# --- list shapes of the scheduling queries ------------------------------------------
+
+def _node_stub(node: Mapping[str, Any]) -> dict[str, Any]:
+    """Nomad's ``NodeListStub`` fields that shoal has (Address is HTTPAddr's host)."""
+    address = node["HTTPAddr"].rsplit(":", 1)[0].strip("[]") if node["HTTPAddr"] else ""
+    return {"Address": address, "ID": node["ID"], "Datacenter": node["Datacenter"],
+            "Name": node["Name"], "NodeClass": node["NodeClass"], "Drain": False,
+            "SchedulingEligibility": node["SchedulingEligibility"], "Status": node["Status"],
+            "StatusDescription": "", "CreateIndex": node["CreateIndex"],
+            "ModifyIndex": node["ModifyIndex"]}
+
+
+def _job_stub(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Nomad's ``JobListStub`` fields that shoal has (no JobSummary)."""
+    return {"ID": job["ID"], "ParentID": "", "Name": job["Name"], "Namespace": job["Namespace"],
+            "Datacenters": list(job["Datacenters"]), "Type": job["Type"],
+            "Priority": job["Priority"], "Periodic": False, "ParameterizedJob": False,
+            "Stop": job["Stop"], "Status": job["Status"],
+            "StatusDescription": job["StatusDescription"], "CreateIndex": job["CreateIndex"],
+            "ModifyIndex": job["ModifyIndex"], "JobModifyIndex": job["JobModifyIndex"],
+            "SubmitTime": job["SubmitTime"]}
+
 
 def _cas_conflicts(cas: int, current: Variable | None) -> bool:
     """Nomad's check-and-set rule: 0 means "must not exist", n means "ModifyIndex is n"."""
@@ -286,7 +424,7 @@ def _copy_variable(var: Variable) -> Variable:
     return copied
 
 
-# Type -> handler. The scheduler issue adds node_register, job_register, ... here.
+# Type -> handler; the scheduling commands come from agent/state_sched.py.
 _COMMANDS: dict[str, Callable[[StateStore, int, dict[str, Any]], dict[str, Any]]] = {
     "var_upsert": StateStore._var_upsert,
     "var_delete": StateStore._var_delete,
@@ -294,4 +432,26 @@ _COMMANDS: dict[str, Callable[[StateStore, int, dict[str, Any]], dict[str, Any]]
 _QUERIES: dict[str, Callable[[StateStore, Mapping[str, Any]], dict[str, Any]]] = {
     "var_get": StateStore._var_get,
     "var_list": StateStore._var_list,
+    "node_list": StateStore._node_list,
+    "node_get": StateStore._node_get,
+    "job_list": StateStore._job_list,
+    "job_get": StateStore._job_get,
+    "job_allocs": StateStore._job_allocs,
+    "job_evals": StateStore._job_evals,
+    "eval_list": StateStore._eval_list,
+    "eval_get": StateStore._eval_get,
+    "alloc_list": StateStore._alloc_list,
+    "alloc_get": StateStore._alloc_get,
+    "scheduling_snapshot": StateStore._scheduling_snapshot,
 }
+
+
+def _sched_command(command: state_sched.Command) -> Callable[[StateStore, int, dict[str, Any]],
+                                                             dict[str, Any]]:
+    def run(store: StateStore, index: int, data: dict[str, Any]) -> dict[str, Any]:
+        return command(store._sched, index, data)
+    run.__name__ = command.__name__
+    return run
+
+
+_COMMANDS.update((name, _sched_command(fn)) for name, fn in state_sched.COMMANDS.items())

@@ -12,7 +12,8 @@ PROTOCOL_PACKAGES = ("gossip", "raftlite", "scheduler")
 FORBIDDEN_IN_CORES = {"trio", "asyncio", "socket", "threading", "subprocess", "psutil",
                       "time", "secrets", "uuid", "quart", "quart_trio", "hypercorn"}
 DRIVER_FILES = {"driver.py"}
-PURE_AGENT_MODULES = ("agent/node.py", "agent/faults.py", "agent/state.py", "agent/servers.py")
+PURE_AGENT_MODULES = ("agent/node.py", "agent/faults.py", "agent/state.py", "agent/servers.py",
+                      "agent/state_sched.py", "agent/jobspec.py")
 
 
 def python_files(folder: str) -> list[Path]:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..join import join_addresses, multierror
+from .api_errors import ApiError
+from .sched_api import SchedulingMixin
 from ..rpc import RpcError
 
 if TYPE_CHECKING:
@@ -28,15 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["AgentAPI", "ApiError", "member_json"]
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    """An HTTP error answer: ``status`` and the exact plain-text ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status} {message}")
-        self.status = status
-        self.message = message
 
 
 EMPTY_MEMBER: dict[str, Any] = {"Name": "", "Addr": None, "Port": 0, "Tags": None, "Status": "none",
@@ -103,10 +96,21 @@ class ClusterMixin:
                               server.local_transfer, idempotent=False)
 
     async def state_apply(self, command: dict[str, Any]) -> dict[str, Any]:
+        if self.server is None and getattr(self, "client", None) is not None:
+            return await self._via_client("State.Apply", command)
         server = self._server()
         return await self._on_leader("State.Apply", command, server.local_apply, idempotent=False)
 
+    async def _via_client(self, method: str, args: Any) -> Any:
+        """A client-only agent asks one of its servers, which forwards to the leader."""
+        try:
+            return await self.client.call(method, args)
+        except RpcError as exc:
+            raise ApiError(500, str(exc)) from None
+
     async def state_read(self, query: dict[str, Any], stale: bool) -> dict[str, Any]:
+        if self.server is None and getattr(self, "client", None) is not None:
+            return await self._via_client("State.Read", query)
         server = self._server()
         if stale:
             try:
@@ -156,7 +160,7 @@ async def _wrap(value: Any) -> Any:
     return value
 
 
-class AgentAPI(ClusterMixin):
+class AgentAPI(ClusterMixin, SchedulingMixin):
     """The agent as the HTTP layer sees it.
 
     Args:
@@ -165,8 +169,10 @@ class AgentAPI(ClusterMixin):
     """
 
     def __init__(self, config: AgentConfig, handle: GossipHandle | None, *,
-                 server: ServerRuntime | None = None, faults: FaultFilter | None = None) -> None:
+                 server: ServerRuntime | None = None, faults: FaultFilter | None = None,
+                 client: Any = None) -> None:
         self.config = config
+        self.client = client
         self.handle = handle
         self.server = server
         self.faults_filter = faults

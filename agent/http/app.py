@@ -144,9 +144,15 @@ def create_app(api: AgentFacade) -> QuartTrio:
         _require_method("GET")
         return json_response(api.metrics())
 
+    from .client_routes import register_client_routes
     from .cluster_routes import register_cluster_routes
+    from .job_routes import register_job_routes
+    from .scheduler_routes import register_scheduler_routes
 
     register_cluster_routes(app, api)
+    register_job_routes(app, api)
+    register_client_routes(app, api)
+    register_scheduler_routes(app, api)
     return app
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from scheduler.placement import (JOB_TYPES, Plan, check_plan, fits, is_candidate, is_live,
@@ -508,6 +508,9 @@ def test_property_service_live_count_is_count_or_all_that_fits(state: tuple) -> 
     count = group["Count"]
     ready = {n["ID"] for n in nodes if n["Status"] == "ready"}
     mine = [a for a in allocs if a["JobID"] == "web" and is_live(a)]
+    # Two live allocs under one name cannot arise (the broker runs one evaluation per job
+    # at a time and the plan applier is serial), so such inputs are out of scope here.
+    assume(len({a["Name"] for a in mine}) == len(mine))
     kept = sum(1 for a in mine if a["TaskGroup"] == "g0" and a["NodeID"] in ready)
     # Live allocs of a removed task group are stopped, so their room counts as free.
     others = [a for a in allocs if not (a["JobID"] == "web" and a["TaskGroup"] != "g0")]
