@@ -201,6 +201,14 @@ class RaftHandle:
                 await self._applied_event.wait()
         raise CommitTimeout("the leader has not caught up with its commit index yet")
 
+    async def wait_applied(self, index: int, timeout: float) -> None:
+        """Return once the state machine has applied ``index`` (``CommitTimeout`` after ``timeout``)."""
+        with trio.move_on_after(timeout):
+            while self._applied < index:
+                await self._applied_event.wait()
+            return
+        raise CommitTimeout(f"state did not reach index {index} in {timeout:g}s (at {self._applied})")
+
     async def wait_role_change(self) -> None:
         """Return after the next ``RoleChanged``."""
         event = trio.Event()
