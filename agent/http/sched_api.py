@@ -43,7 +43,8 @@ class SchedulingMixin:
         from ..scheduling import new_eval
 
         evaluation = new_eval(job, "job-register")
-        result = await self.state_apply({"Type": "job_register", "Job": job, "Eval": evaluation})
+        result = await self.state_apply({"Type": "job_register", "Job": job, "Eval": evaluation,
+                                         "Time": evaluation["CreateTime"]})
         if result.get("Error"):
             raise ApiError(400, str(result["Error"]))
         index = int(result.get("Index", 0))
@@ -62,7 +63,8 @@ class SchedulingMixin:
             raise ApiError(404, "job not found")
         evaluation = new_eval(job, "job-deregister")
         result = await self.state_apply({"Type": "job_deregister", "JobID": job_id,
-                                         "Namespace": namespace, "Eval": evaluation, "Purge": purge})
+                                         "Namespace": namespace, "Eval": evaluation, "Purge": purge,
+                                         "Time": evaluation["CreateTime"]})
         if result.get("Error"):
             raise ApiError(400, str(result["Error"]))
         index = int(result.get("Index", 0))

@@ -102,3 +102,15 @@ def set_schedulers(node: ShoalNode, num: int) -> dict[str, Any]:
                            timeout=10)
     assert status == 200, (status, body)
     return body
+
+
+def restart_client(procs: ProcSet, old: ShoalNode) -> ShoalNode:
+    """A new process for ``old``'s client (same address, port and data dir: the same node id)."""
+    generation = sum(1 for p in procs.procs if getattr(p, "node", None) == old.node)
+    client = ShoalNode(name=f"{old.name}-{generation}", argv=list(old.argv),
+                       log_path=old.log_path.with_name(f"{old.log_path.stem}-{generation}.log"),
+                       env=old.env, stop_signal=old.stop_signal, node=old.node, ip=old.ip,
+                       http_port=old.http_port)
+    procs.add(client)
+    client.start()
+    return client

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness import wait_until
-from raft_procs import leader, node_at, raft_address, start_servers, wait_one_leader
+from raft_procs import leader, node_at, raft_address, request, start_servers, wait_one_leader
 from sched_procs import (CLIENT_CPU, CLIENT_MEMORY, allocations, duplicate_names, evaluations, live,
-                         make_client, node_usage, nodes, register, schedulers, service_job,
-                         set_schedulers, wait_ready_nodes)
+                         make_client, node_usage, nodes, register, restart_client, schedulers,
+                         service_job, set_schedulers, wait_ready_nodes)
 
 pytestmark = pytest.mark.cluster
 
@@ -44,6 +44,23 @@ def test_twenty_jobs_place_workers_pause_and_resume(procs, loopback, tmp_path):
         assert cpu <= CLIENT_CPU and memory <= CLIENT_MEMORY, (node_id, cpu, memory)
     assert duplicate_names(allocs) == []
 
+    # Invalid jobs: one-line 400s, nothing stored.
+    for bad, reason in ((service_job("bad1", 1, kind="mystery"), "Type"),
+                        (service_job("bad2", -1), "Count"),
+                        ({"Job": {"Type": "service", "TaskGroups": [{"Name": "g"}]}}, "ID")):
+        status, body = request("PUT", f"{servers[0].url}/v1/jobs", bad)
+        assert status == 400 and reason in body and "\n" not in body, (status, body)
+    status, body = request("PUT", f"{servers[0].url}/v1/jobs", None)
+    assert status == 400, (status, body)
+    status, jobs = request("GET", f"{servers[0].url}/v1/jobs")
+    assert status == 200 and len(jobs) == 20 and not any(j["ID"].startswith("bad") for j in jobs), jobs
+
+    # A batch job runs for its simulated duration, then completes.
+    register(servers[2], service_job("once", count=2, kind="batch", duration=1))
+    wait_until("the batch allocations to complete", lambda: allocations(servers[0]),
+               lambda a: sum(1 for x in a if x["JobID"] == "once" and x["ClientStatus"] == "complete") == 2,
+               timeout=60, watch=everyone)
+
     lead = node_at(servers, leader(servers[0]))
     paused = [w for w in schedulers(lead)["schedulers"] if w["status"] == "Paused"]
     assert len(paused) == 3, schedulers(lead)
@@ -75,9 +92,15 @@ def test_leader_killed_with_evaluations_in_flight_none_lost_none_doubled(procs, 
     def submit(i: int) -> None:
         register(servers[i % 3], service_job(f"flight{i:03d}", count=1, cpu=20, memory=16))
 
+    for server in servers:   # hold the evaluations in the broker, then release them all at once
+        set_schedulers(server, 0)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(submit, range(200)))
     old = node_at(servers, leader(servers[0]))
+    for server in servers:
+        set_schedulers(server, NUM_SCHEDULERS)
+    wait_until("the first placements", lambda: allocations(servers[0]),
+               lambda a: any(x["JobID"].startswith("flight") for x in a), timeout=30, watch=servers)
     old.kill9()
     survivors = [s for s in servers if s is not old]
     wait_one_leader(survivors, exclude=raft_address(old), timeout=60)
@@ -117,3 +140,15 @@ def test_a_killed_client_loses_its_allocations_to_the_others(procs, loopback, tm
                         timeout=120, watch=servers + survivors)
     lost = [a for a in allocations(servers[0]) if a["NodeID"] == victim_id]
     assert lost and all(a["ClientStatus"] == "lost" or a["DesiredStatus"] == "stop" for a in lost), lost
+
+    # Two clients hold 8 such allocations: 4 more wait in a blocked evaluation until the
+    # third client comes back, then they are placed on it.
+    register(servers[1], service_job("spread", count=12, cpu=500, memory=300))
+    wait_until("a blocked evaluation for the 4 that do not fit", lambda: evaluations(servers[0]),
+               lambda evs: any(e["JobID"] == "spread" and e["Status"] == "blocked" for e in evs),
+               timeout=60, watch=servers + survivors)
+    assert len(live([a for a in allocations(servers[0]) if a["JobID"] == "spread"])) == 8
+    back = restart_client(procs, victim)
+    wait_until("all 12 placed once capacity returned", lambda: allocations(servers[0]),
+               lambda a: len(live([x for x in a if x["JobID"] == "spread"])) == 12,
+               timeout=90, watch=servers + survivors + [back])
