@@ -289,6 +289,7 @@ class SchedTables:
         self._allocs_by_job: dict[JobKey, set[str]] = {}
         self._allocs_by_node: dict[str, set[str]] = {}
         self._evals_by_job: dict[JobKey, set[str]] = {}
+        self._touched: set[JobKey] = set()   # jobs an eval or alloc moved away from
 
     # --- writes (never fail) ----------------------------------------------------------
 
@@ -296,6 +297,7 @@ class SchedTables:
         old = self.allocs.get(alloc["ID"])
         if old is not None:
             self._allocs_by_job[(old["Namespace"], old["JobID"])].discard(old["ID"])
+            self._touched.add((old["Namespace"], old["JobID"]))
             self._allocs_by_node[old["NodeID"]].discard(old["ID"])
         self.allocs[alloc["ID"]] = alloc
         self._allocs_by_job.setdefault((alloc["Namespace"], alloc["JobID"]), set()).add(alloc["ID"])
@@ -307,6 +309,7 @@ class SchedTables:
         old = self.evals.get(ev["ID"])
         if old is not None:
             self._evals_by_job[(old["Namespace"], old["JobID"])].discard(old["ID"])
+            self._touched.add((old["Namespace"], old["JobID"]))   # its status may change too
             ev["CreateIndex"], ev["CreateTime"] = old["CreateIndex"], old["CreateTime"]
         else:
             ev["CreateIndex"] = index
@@ -328,8 +331,10 @@ class SchedTables:
         self.table_index[JOBS] = index
 
     def refresh_jobs(self, keys: Iterable[JobKey], index: int) -> None:
-        """Recompute the status of each job in ``keys``; a change bumps its ModifyIndex."""
-        for key in sorted(set(keys)):
+        """Recompute the status of each job in ``keys`` (and of any job an evaluation was
+        moved away from); a change bumps its ModifyIndex."""
+        touched, self._touched = self._touched, set()
+        for key in sorted(set(keys) | touched):
             job = self.jobs.get(key)
             if job is None:
                 continue

@@ -218,7 +218,7 @@ class AgentAPI(ClusterMixin, SchedulingMixin):
         member = (member_json(self.handle.local_member()) if self.handle is not None
                   else dict(EMPTY_MEMBER))
         node_id = self.server.node_id if self.server is not None else ""
-        return self_document(self.config, node_id, self.handle, self.server, member)
+        return self_document(self.config, node_id, self.handle, self.server, member, self.client)
 
     def metrics(self) -> dict[str, Any]:
         """Nomad's ``/v1/metrics`` shape: every gossip counter and a few gauges."""

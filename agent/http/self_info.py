@@ -176,10 +176,22 @@ def _task_count() -> int:
     return count
 
 
+def client_stats(client: Any) -> dict[str, str]:
+    """``stats.client`` (agent-api.md 3.3.3): node id, servers, allocations, heartbeat."""
+    since = ("" if client.last_heartbeat is None
+             else go_duration(max(trio.current_time() - client.last_heartbeat, 0.0)))
+    return _strings({"node_id": client.node_id, "known_servers": ",".join(sorted(client.servers())),
+                     "num_allocations": client.num_allocations, "last_heartbeat": since,
+                     "heartbeat_ttl": go_duration(client.heartbeat_ttl)})
+
+
 def self_document(config: AgentConfig, node_id: str, handle: GossipHandle | None,
-                  server: ServerRuntime | None, member: dict[str, Any] | None) -> dict[str, Any]:
+                  server: ServerRuntime | None, member: dict[str, Any] | None,
+                  client: Any = None) -> dict[str, Any]:
     """The whole ``/v1/agent/self`` answer: ``config``, ``member``, ``stats``."""
     stats: dict[str, Any] = {}
+    if client is not None:
+        stats["client"] = client_stats(client)
     if server is not None and handle is not None:
         stats["nomad"] = nomad_stats(config, server, handle)
         stats["raft"] = raft_stats(config, server)

@@ -492,3 +492,18 @@ def _check_invariants(store: StateStore) -> None:
         full = q(store, "job_get", JobID=stub["ID"])["Job"]
         assert full["Status"] == job_status(full, q(store, "job_allocs", JobID=stub["ID"])["Allocs"],
                                             q(store, "job_evals", JobID=stub["ID"])["Evals"])
+
+
+def test_an_evaluation_moved_to_another_job_updates_the_old_jobs_status() -> None:
+    """Re-upserting an eval id under another job re-derives the old job's status too
+    (found by the replica property: the two replicas disagreed on the old job's status)."""
+    store = StateStore()
+    store.apply(1, cmd("job_register", Job=job("web", count=0), Time=1))
+    store.apply(2, cmd("job_deregister", JobID="web", Namespace="default", Purge=False,
+                       Eval=evaluation("e1", "web", status="complete", BlockedEval="")))
+    assert store.query({"Type": "job_get", "JobID": "web"})["Job"]["Status"] == "dead"
+    store.apply(3, cmd("eval_upsert", Evals=[evaluation("e1", "other")], Time=3))
+    restored = StateStore()
+    restored.restore(store.snapshot())
+    statuses = [r.query({"Type": "job_get", "JobID": "web"})["Job"]["Status"] for r in (store, restored)]
+    assert statuses == ["pending", "pending"]   # no evaluation and no allocation left: pending
