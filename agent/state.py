@@ -355,13 +355,29 @@ class StateStore:
         live allocation (for node usage). Index: the newest of the four scheduling tables."""
         key = _job_key(query)
         sched = self._sched
-        allocs = {a["ID"]: a for a in sched.job_allocs(key)}
-        allocs.update((a["ID"], a) for a in sched.allocs.values()
-                      if not state_sched.alloc_terminal(a))
+        mine = _copy(sched.job_allocs(key))
+        # Other jobs matter only through the room they take: one usage record per node
+        # instead of a copy of every allocation keeps a plan's cost flat as the store grows.
+        usage: dict[str, list[int]] = {}
+        for alloc in sched.allocs.values():
+            if (alloc["Namespace"], alloc["JobID"]) == key or state_sched.alloc_terminal(alloc):
+                continue
+            used = usage.setdefault(alloc["NodeID"], [0, 0])
+            used[0] += alloc["Resources"]["CPU"]
+            used[1] += alloc["Resources"]["MemoryMB"]
+        others = [usage_record(node_id, cpu, memory) for node_id, (cpu, memory) in sorted(usage.items())]
         return {"Index": sched.index_of(NODES, JOBS, EVALS, ALLOCS),
                 "Job": _copy(sched.jobs.get(key)),
                 "Nodes": _copy([sched.nodes[i] for i in sorted(sched.nodes)]),
-                "Allocs": _copy(_by_create(allocs.values()))}
+                "Allocs": mine + others}
+
+
+def usage_record(node_id: str, cpu: int, memory: int) -> dict[str, Any]:
+    """A stand-in for the live allocations of other jobs on one node: only their size."""
+    return {"ID": f"usage:{node_id}", "Namespace": "", "EvalID": "", "JobID": "", "TaskGroup": "",
+            "Name": "", "NodeID": node_id, "NodeName": "", "DesiredStatus": "run",
+            "ClientStatus": "running", "Resources": {"CPU": cpu, "MemoryMB": memory},
+            "CreateIndex": 0, "ModifyIndex": 0}
 
 
 def _arg(query: Mapping[str, Any], key: str, default: str | None = None, *,

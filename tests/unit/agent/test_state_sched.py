@@ -293,7 +293,8 @@ def test_job_status_transitions(jtype: str, steps: list[str], expected: str) -> 
 
 
 def test_scheduling_snapshot_has_job_nodes_job_allocs_and_live_allocs() -> None:
-    """The worker's snapshot holds the job, all nodes, all the job's allocs and other jobs' live allocs."""
+    """The worker's snapshot holds the job, all nodes, all the job's allocs, and the room other
+    jobs' live allocs take, as one usage record per node (terminal ones take none)."""
     store = seeded()
     store.apply(4, cmd("job_register", Job=job("db"), Eval=None, Time=T0))
     store.apply(5, plan("x", "db", place=[alloc("d1", "db"), alloc("d2", "db")]))
@@ -303,10 +304,15 @@ def test_scheduling_snapshot_has_job_nodes_job_allocs_and_live_allocs() -> None:
     snap = q(store, "scheduling_snapshot", JobID="web", Namespace="default")
     assert snap["Index"] == 6 and snap["Job"]["ID"] == "web"
     assert [n["ID"] for n in snap["Nodes"]] == ["n1"]
-    assert [a["ID"] for a in snap["Allocs"]] == ["a1", "a2", "d1"]
+    assert [a["ID"] for a in snap["Allocs"]] == ["a1", "a2", "usage:n1"]
+    d1 = q(store, "alloc_get", AllocID="d1")["Alloc"]
+    assert snap["Allocs"][-1]["Resources"] == d1["Resources"]   # only d1 is live among db's
     assert all(not alloc_terminal(a) for a in snap["Allocs"] if a["JobID"] != "web")
     missing = q(store, "scheduling_snapshot", JobID="nope")
-    assert missing["Job"] is None and [a["ID"] for a in missing["Allocs"]] == ["a1", "d1"]
+    assert missing["Job"] is None and [a["ID"] for a in missing["Allocs"]] == ["usage:n1"]
+    a1 = q(store, "alloc_get", AllocID="a1")["Alloc"]
+    assert missing["Allocs"][0]["Resources"] == {
+        k: a1["Resources"][k] + d1["Resources"][k] for k in ("CPU", "MemoryMB")}
 
 
 def test_empty_store_queries_report_index_one_and_bad_queries_raise() -> None:
