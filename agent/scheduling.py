@@ -17,13 +17,14 @@ acks. A plan with rejected nodes is retried on fresh state.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import random
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import msgpack
 import trio
@@ -252,8 +253,11 @@ class SchedulingRuntime:
             if got is not None:
                 evaluation, token = got
                 self._broker_timer_kick.set()   # a nack timeout started
-                return {"Eval": evaluation, "Token": token,
-                        "WaitIndex": evaluation.get("ModifyIndex", 0)}
+                # The worker plans only once its state holds everything this leader has
+                # applied: an evaluation redelivered after a failover must see the plan an
+                # earlier delivery already committed (Nomad's getWaitIndex serves the same end).
+                wait_index = max(int(evaluation.get("ModifyIndex", 0)), self.server.raft.applied_index)
+                return {"Eval": evaluation, "Token": token, "WaitIndex": wait_index}
             if trio.current_time() >= deadline:
                 return {"Eval": None}
             self._broker_kick = trio.Event()
@@ -289,7 +293,9 @@ class SchedulingRuntime:
             snapshot = self.server.state.query({"Type": "scheduling_snapshot", "JobID": plan.job_id,
                                                 "Namespace": _namespace_of(wire)})
             nodes = {n["ID"]: n for n in snapshot.get("Nodes", [])}
-            accepted, rejected = check_plan(plan, nodes, snapshot.get("Allocs", []))
+            job_type = (snapshot.get("Job") or {}).get("Type", "service")
+            accepted, rejected = check_plan(_without_live_names(plan, snapshot.get("Allocs", []), job_type),
+                                            nodes, snapshot.get("Allocs", []))
             result = await self.server.local_apply({"Type": "plan_apply", "Plan": accepted.to_wire()})
         if isinstance(result, dict) and result.get("Error"):
             raise RpcError(f"rpc error: plan apply failed: {result['Error']}")
@@ -490,6 +496,26 @@ class SchedulingRuntime:
                 "Eval.Nack": leader("Eval.Nack", self._nack_local),
                 "Plan.Submit": leader("Plan.Submit", lambda a: self.submit_plan(a.get("Plan"),
                                                                                  str(a.get("Token"))))}
+
+
+def _without_live_names(plan: Plan, allocs: list[dict[str, Any]], job_type: str) -> Plan:
+    """Drop placements a live allocation of the job already holds (its name; for system
+    and sysbatch jobs, whose allocations share a name, its name on that node): a stale
+    plan must never run one allocation twice (defence in depth beside the wait index)."""
+    per_node = job_type in ("system", "sysbatch")
+
+    def key(alloc: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (alloc.get("Name"), alloc.get("NodeID")) if per_node else (alloc.get("Name"),)
+
+    stopping = {alloc_id for alloc_id, _status in plan.stop}
+    live = {key(a) for a in allocs if a.get("JobID") == plan.job_id and a.get("ID") not in stopping
+            and a.get("DesiredStatus") == "run" and a.get("ClientStatus") in ("pending", "running")}
+    kept = tuple(a for a in plan.place if key(a) not in live)
+    if len(kept) == len(plan.place):
+        return plan
+    log.warning("plan placements dropped: already live job=%s dropped=%d",
+                plan.job_id, len(plan.place) - len(kept))
+    return dataclasses.replace(plan, place=kept)
 
 
 def _namespace_of(wire: Any) -> str:

@@ -412,7 +412,10 @@ class Serf(SerfQueries):
         if member is None:
             return self._upsert_intent(msg.node, SerfMessageType.LEAVE, msg.ltime, now)
         if msg.ltime <= member.status_ltime:
+            self._log.debug("leave intent ignored name=%s ltime=%d status_ltime=%d", msg.node,
+                            msg.ltime, member.status_ltime)
             return False
+        self._log.debug("leave intent name=%s ltime=%d status=%s", msg.node, msg.ltime, member.status)
         if msg.node == self.name and self.state == SerfState.ALIVE:
             self._log.info("refuting a leave intent about us ltime=%d", msg.ltime)
             self.broadcast_join(now)
