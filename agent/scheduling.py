@@ -429,6 +429,10 @@ class SchedulingRuntime:
                                              "Eval": evaluation, "Status": status,
                                              "Description": description, "Failed": failed})
 
+    async def worker_release(self, evaluation: dict[str, Any], token: str, _wait_index: int) -> None:
+        """A retired worker got an evaluation: hand it back to the broker (a nack)."""
+        await self._leader_call("Eval.Nack", {"EvalID": evaluation["ID"], "Token": token})
+
     async def _plan_and_submit(self, evaluation: dict[str, Any], token: str
                                ) -> tuple[str, str, dict[str, int]]:
         failed: dict[str, int] = {}

@@ -187,7 +187,7 @@ class ServerRuntime:
             return answer["Eval"], answer["Token"], int(answer.get("WaitIndex") or 0)
 
         await run_supervisor(core, dequeue=dequeue, process=self.scheduling.worker_process,
-                             task_status=task_status)
+                             release=self.scheduling.worker_release, task_status=task_status)
 
     def _bootstrap_alone(self) -> None:
         configuration = Configuration((self._self_server(),))

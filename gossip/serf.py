@@ -65,6 +65,8 @@ MAX_RECENT_INTENTS = 4096
 timeout, so a peer inventing names could grow it; past this the oldest is forgotten
 (counted as ``dropped.intent_evicted``)."""
 
+RELAY_ROUNDS = 3
+"""Gossip rounds between a leave intent fully sent and the dead-about-self (see _advance_leave)."""
 
 class SerfState(Enum):
     """The local Serf instance's own lifecycle (serf ``SerfState``)."""
@@ -478,7 +480,11 @@ class Serf(SerfQueries):
             self.broadcast_join(now)
 
     def leave(self, now: float) -> None:
-        """Begin a graceful leave; ``LeaveFinished`` comes out when it is done."""
+        """Begin a graceful leave; ``LeaveFinished`` comes out when it is done.
+
+        Stages: the intent is sent, relays get ``RELAY_ROUNDS`` gossip rounds, memberlist
+        gossips the dead-about-self, then the propagate delay (``_advance_leave``).
+        """
         if self.state != SerfState.ALIVE:
             self._log.warning("leave ignored state=%s", self.state.value)
             return
@@ -537,6 +543,16 @@ class Serf(SerfQueries):
                 return
             if leave.sent is not None and not leave.sent.done:
                 self._log.warning("leave intent not fully sent before broadcast_timeout")
+            # "Fully sent" counts transmissions, not peers: with more peers than one gossip
+            # round reaches, some hear the intent only from relays. Give the relays a few
+            # gossip rounds before the dead-about-self, or those peers record a failure
+            # where there was a leave (Serf 0.9.4 goes straight on; shoal waits a little).
+            leave.stage = "relay"
+            relayed = leave.sent is not None and leave.sent.done
+            leave.deadline = now + (RELAY_ROUNDS * self.config.gossip_interval if relayed else 0.0)
+        if leave.stage == "relay":
+            if now < leave.deadline:
+                return
             self.memberlist.leave(now)
             leave.stage, leave.deadline = "dead", now + self.config.broadcast_timeout
         if leave.stage == "dead":

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from .supervisor import SupervisorCore, WorkerView, WorkloadStatus, format_rfc3339_nano
+from .supervisor import SupervisorCore, WorkerStatus, WorkerView, WorkloadStatus, format_rfc3339_nano
 
 __all__ = ["run_supervisor", "SupervisorHandle", "backoff_delay", "DEQUEUE_TIMEOUT"]
 
@@ -50,8 +50,9 @@ class SupervisorHandle:
     """What the rest of the agent calls; every method is synchronous and never blocks."""
 
     def __init__(self, core: SupervisorCore, nursery: trio.Nursery, dequeue: Dequeue,
-                 process: Process, now_wall: Callable[[], int]) -> None:
+                 process: Process, now_wall: Callable[[], int], release: Process | None = None) -> None:
         self._core = core
+        self._release = release
         self._nursery = nursery
         self._dequeue = dequeue
         self._process = process
@@ -156,6 +157,14 @@ class SupervisorHandle:
             self._events.pop(worker_id, None)
             log.debug("scheduler worker exited id=%s", worker_id)
 
+    def _told_to_stand_down(self, worker_id: str) -> bool:
+        for view in list(self._core.workers()) + list(self._core.retiring()):
+            if view.id == worker_id:
+                # A pausing worker finishes what it dequeued, as Nomad's does (5.6.2); a
+                # stopping one (its pool was replaced, e.g. num_schedulers 0) does not.
+                return view.status in (WorkerStatus.STOPPING, WorkerStatus.STOPPED)
+        return True   # not in any pool any more
+
     async def _attempt(self, worker_id: str, enabled: tuple[str, ...]) -> bool:
         """One dequeue attempt and, when it yields work, one evaluation; False on failure."""
         try:
@@ -165,6 +174,16 @@ class SupervisorHandle:
             log.warning("scheduler dequeue failed id=%s error=%s", worker_id, exc)
             return False
         if got is None:
+            return True
+        if self._told_to_stand_down(worker_id):
+            # Stopped while the dequeue was in flight: a retired worker takes no work, so
+            # the evaluation goes straight back to the broker (``release``, a nack).
+            log.info("scheduler worker hands back an evaluation id=%s", worker_id)
+            if self._release is not None:
+                try:
+                    await self._release(*got)
+                except Exception as exc:  # the broker redelivers it after its nack timeout anyway
+                    log.warning("scheduler hand-back failed id=%s error=%s", worker_id, exc)
             return True
         self._core.set_workload(worker_id, WorkloadStatus.SCHEDULING)
         try:
@@ -176,7 +195,7 @@ class SupervisorHandle:
 
 
 async def run_supervisor(core: SupervisorCore, *, dequeue: Dequeue, process: Process,
-                         now_wall: Callable[[], int] = time.time_ns,
+                         now_wall: Callable[[], int] = time.time_ns, release: Process | None = None,
                          task_status: trio.TaskStatus[SupervisorHandle] = trio.TASK_STATUS_IGNORED,
                          ) -> NoReturn:
     """Run the scheduler workers of ``core`` until cancelled.
@@ -192,7 +211,7 @@ async def run_supervisor(core: SupervisorCore, *, dequeue: Dequeue, process: Pro
         task_status: receives the ``SupervisorHandle``.
     """
     async with trio.open_nursery() as nursery:
-        handle = SupervisorHandle(core, nursery, dequeue, process, now_wall)
+        handle = SupervisorHandle(core, nursery, dequeue, process, now_wall, release)
         handle._start_pool()
         task_status.started(handle)
         await trio.sleep_forever()

@@ -24,7 +24,7 @@ from gossip.messages import (MemberStatus, NodeState, SerfJoin, SerfKeyRequest, 
                              SerfLeave, SerfMemberRecord, SerfPushPull, SerfQuery,
                              SerfQueryResponse, SerfRelay, SerfUserEvent, SerfUserEventEntry,
                              SerfUserEvents, UserMsg)
-from gossip.serf import Serf, SerfState
+from gossip.serf import RELAY_ROUNDS, Serf, SerfState
 from gossip.stats import Counters
 from gossip.types import NodeView, ip_to_bytes
 
@@ -300,7 +300,8 @@ def test_prune_of_leaving_member_waits() -> None:
 
 
 def test_leave_steps_in_order() -> None:
-    """Leave: intent sent -> memberlist leave -> dead sent -> propagate delay -> LeaveFinished."""
+    """Leave: intent sent -> relay rounds -> memberlist leave -> dead sent -> propagate delay
+    -> LeaveFinished."""
     serf, ml = with_peers("a")
     serf.leave(10.0)
     assert serf.state == SerfState.LEAVING
@@ -312,13 +313,17 @@ def test_leave_steps_in_order() -> None:
     drain_queue(serf)
     assert serf.clock.time() == 2
     serf.advance(10.2)
+    assert not ml.left                    # relays get RELAY_ROUNDS gossip rounds first
+    relay_end = 10.2 + RELAY_ROUNDS * serf.config.gossip_interval
+    assert serf.next_deadline() <= relay_end
+    serf.handle_timers(relay_end)
     assert ml.left
-    serf.handle_timers(10.3)
     ml.leave_sent = True
-    serf.advance(10.4)
-    serf.handle_timers(10.4 + serf.config.leave_propagate_delay - 0.01)
+    serf.advance(relay_end + 0.1)
+    start = relay_end + 0.1
+    serf.handle_timers(start + serf.config.leave_propagate_delay - 0.01)
     assert serf.take_outputs() == []
-    serf.handle_timers(10.4 + serf.config.leave_propagate_delay)
+    serf.handle_timers(start + serf.config.leave_propagate_delay)
     assert serf.take_outputs() == [LeaveFinished()] and serf.state == SerfState.LEFT
 
 
