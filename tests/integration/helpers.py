@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -91,3 +92,31 @@ async def start_node(nursery: trio.Nursery, name: str, *, config: GossipConfig |
 def all_alive(nodes: list[Node], names: set[str]) -> bool:
     return all({n for n, s in node.statuses().items() if s == str(MemberStatus.ALIVE)} >= names
                for node in nodes)
+
+
+TEXT = "text/plain; charset=utf-8"
+
+
+class Answer:
+    """One HTTP answer from quart's test client, with checked JSON and text views."""
+
+    def __init__(self, status: int, body: bytes, headers: Any) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+    @property
+    def json(self) -> Any:
+        assert self.headers.get("Content-Type") == "application/json", self.headers
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        assert self.headers.get("Content-Type") == TEXT, self.headers
+        return self.body.decode()
+
+
+async def request_app(app: Any, method: str, path: str, body: Any = None, *,
+                      raw: bytes | None = None) -> Answer:
+    """Send one request through ``app``'s test client: ``body`` as JSON, or ``raw`` bytes."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    response = await app.test_client().open(path, method=method, data=data)
+    return Answer(response.status_code, await response.get_data(), response.headers)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import pytest
@@ -12,7 +11,8 @@ from agent.http.app import create_app
 from agent.http.cluster_routes import register_cluster_routes
 from agent.state import StateStore, encode_command
 
-TEXT = "text/plain; charset=utf-8"
+from .helpers import TEXT, Answer, request_app
+
 SERVERS = [{"Node": "s1.global", "ID": "id-1", "Address": "127.0.0.1:4647", "Leader": True,
             "Voter": True, "RaftProtocol": "3"},
            {"ID": "id-2", "Node": "s2.global", "Address": "127.0.0.2:4647", "Leader": False,
@@ -90,29 +90,11 @@ class FakeCluster:
         self.fault_plan = None
 
 
-class Answer:
-    def __init__(self, status: int, body: bytes, headers: Any) -> None:
-        self.status, self.body, self.headers = status, body, headers
-
-    @property
-    def json(self) -> Any:
-        assert self.headers.get("Content-Type") == "application/json", self.headers
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        assert self.headers.get("Content-Type") == TEXT, self.headers
-        return self.body.decode()
-
-
 async def call(api: FakeCluster, method: str, path: str, body: Any = None, *,
                raw: bytes | None = None) -> Answer:
     app = create_app(api)
     register_cluster_routes(app, api)
-    client = app.test_client()
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    response = await client.open(path, method=method, data=data)
-    return Answer(response.status_code, await response.get_data(), response.headers)
+    return await request_app(app, method, path, body, raw=raw)
 
 
 async def put_var(api: FakeCluster, path: str, items: dict[str, str], query: str = "") -> Answer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import pytest
@@ -11,7 +10,8 @@ from agent.http.api import ApiError
 from agent.http.app import create_app
 from agent.http.job_routes import register_job_routes
 
-TEXT = "text/plain; charset=utf-8"
+from .helpers import TEXT, Answer, request_app
+
 JOB = {"ID": "web", "Type": "service", "Datacenters": ["dc1"],
        "TaskGroups": [{"Name": "app", "Count": 2, "Resources": {"CPU": 200, "MemoryMB": 128}}]}
 NODE = {"ID": "5f1c9a2e-0000-4000-8000-000000000001", "Name": "c1", "Datacenter": "dc1",
@@ -118,29 +118,12 @@ class FakeJobs:
         return {"Error": f"unknown query {kind}"}
 
 
-class Answer:
-    def __init__(self, status: int, body: bytes, headers: Any) -> None:
-        self.status, self.body, self.headers = status, body, headers
-
-    @property
-    def json(self) -> Any:
-        assert self.headers.get("Content-Type") == "application/json", self.headers
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        assert self.headers.get("Content-Type") == TEXT, self.headers
-        return self.body.decode()
-
-
 async def call(api: FakeJobs, method: str, path: str, body: Any = None, *,
                raw: bytes | None = None) -> Answer:
     app = create_app(api)
     register_job_routes(app, api)
     register_job_routes(app, api)          # a second registration is a no-op
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    response = await app.test_client().open(path, method=method, data=data)
-    return Answer(response.status_code, await response.get_data(), response.headers)
+    return await request_app(app, method, path, body, raw=raw)
 
 
 def stored(api: FakeJobs) -> list[Any]:

@@ -17,7 +17,8 @@ from agent.http.scheduler_routes import GoJsonError, go_json_decode, register_sc
 from scheduler.errors import SchedulerConfigError
 from scheduler.supervisor import SupervisorCore, WorkerStatus
 
-TEXT = "text/plain; charset=utf-8"
+from .helpers import TEXT, Answer, request_app
+
 LOG = logging.LoggerAdapter(logging.getLogger("test.scheduler_routes"), {"node": "s1"})
 DEFAULT = ["service", "batch", "system", "sysbatch", "_core"]
 STARTED = "2021-12-21T19:25:00.91189Z"
@@ -73,29 +74,12 @@ class FakeAgent:
         return self.scheduler_config()
 
 
-class Answer:
-    def __init__(self, status: int, body: bytes, headers: Any) -> None:
-        self.status, self.body, self.headers = status, body, headers
-
-    @property
-    def json(self) -> Any:
-        assert self.headers.get("Content-Type") == "application/json", self.headers
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        assert self.headers.get("Content-Type") == TEXT, self.headers
-        return self.body.decode()
-
-
 async def call(api: FakeAgent, method: str, path: str, body: Any = None, *,
                raw: bytes | None = None) -> Answer:
     app = create_app(api)
     register_scheduler_routes(app, api)
     register_scheduler_routes(app, api)           # a second registration is a no-op
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    response = await app.test_client().open(path, method=method, data=data)
-    return Answer(response.status_code, await response.get_data(), response.headers)
+    return await request_app(app, method, path, body, raw=raw)
 
 
 async def put(api: FakeAgent, body: Any = None, *, raw: bytes | None = None,
