@@ -4,9 +4,9 @@ Node i (1-based) listens on HTTP 4646 + 10*(i-1), RPC 4647 + 10*(i-1) and gossip
 4648 + 10*(i-1), so node 1 has Nomad's default ports and `shoal server members`
 works against it without -address. The script drives the agents only from outside:
 it starts them, joins them through `PUT /v1/agent/join`, waits until every agent
-lists every server alive, prints the member table with `shoal server members`, and
-stops every agent by PID on Ctrl-C (SIGTERM: agents leave gracefully; SIGKILL after
-10 s).
+lists every server alive and all name one raft leader, prints the member table with
+`shoal server members`, and stops every agent by PID on Ctrl-C (SIGTERM: agents leave
+gracefully; SIGKILL after 10 s).
 """
 
 from __future__ import annotations
@@ -118,6 +118,11 @@ def main() -> int:
                     return False
             return True
         wait_until("every server to list every server alive", converged, 30)
+
+        def one_leader():
+            leaders = {json.loads(http("GET", url + "/v1/status/leader")[1]) for _, url, _, _ in nodes}
+            return len(leaders) == 1 and "" not in leaders
+        wait_until("a raft leader named by every server", one_leader, 30)
 
         env = dict(os.environ, SHOAL_ADDR=nodes[0][1])
         subprocess.run([sys.executable, "-m", "agent", "server", "members"], env=env, check=False)
