@@ -36,13 +36,13 @@ import platform
 import random
 import socket
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from .identity import IdentityError, load_or_create_uuid, write_atomically
 from .join import split_join_address
 from .rpc import RpcError, RpcPool, RpcUnavailable
 
@@ -126,20 +126,11 @@ def load_client_node_id(data_dir: str | None) -> str:
     Raises:
         ClientStateError: the file is unreadable, holds no UUID, or cannot be written.
     """
-    if not data_dir:
-        return str(uuid.uuid4())
-    path = Path(data_dir) / "client" / "node-id"
+    path = Path(data_dir) / "client" / "node-id" if data_dir else None
     try:
-        text = path.read_text().strip()
-        if text:
-            return str(uuid.UUID(text))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        raise ClientStateError(f"Error reading node id from {path}: {exc}") from None
-    node_id = str(uuid.uuid4())
-    _write_atomically(path, node_id)
-    return node_id
+        return load_or_create_uuid(path)
+    except IdentityError as exc:
+        raise ClientStateError(str(exc)) from None
 
 
 def load_servers(data_dir: str | None) -> list[str]:
@@ -168,12 +159,9 @@ def save_servers(data_dir: str | None, servers: Sequence[str]) -> None:
 
 def _write_atomically(path: Path, text: str) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise ClientStateError(f"Error writing {path}: {exc}") from None
+        write_atomically(path, text)
+    except IdentityError as exc:
+        raise ClientStateError(str(exc)) from None
 
 
 def _as_map(value: Any) -> dict[str, Any]:

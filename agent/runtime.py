@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import socket
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from .http.app import create_app
 from raftlite.errors import StorageCorrupt
 
 from .faults import FaultFilter
+from .identity import IdentityError, load_or_create_uuid
 from .client import ClientRuntime, ClientStateError
 from .rpc import RpcPool
 from .server import ServerRuntime
@@ -89,24 +89,11 @@ class RunningAgent:
 
 def load_node_id(config: AgentConfig) -> str:
     """The server's node id: kept in ``<data_dir>/server/node-id``; random in -dev or without a data dir."""
-    if config.dev or not config.data_dir:
-        return str(uuid.uuid4())
-    path = Path(config.data_dir) / "server" / "node-id"
+    path = None if config.dev or not config.data_dir else Path(config.data_dir) / "server" / "node-id"
     try:
-        text = path.read_text().strip()
-        if text:
-            return str(uuid.UUID(text))
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as exc:
-        raise StartupError(f"Error reading node id from {path}: {exc}") from None
-    node_id = str(uuid.uuid4())
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.write_text(node_id)
-    except OSError as exc:
-        raise StartupError(f"Error writing node id to {path}: {exc}") from None
-    return node_id
+        return load_or_create_uuid(path)
+    except IdentityError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _bind_http(host: str, port: int) -> socket.socket:

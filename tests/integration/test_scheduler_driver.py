@@ -111,7 +111,7 @@ async def test_paused_worker_dequeues_nothing_until_resumed(
     assert str(handle.workers()[0].workload_status) == "Paused"
     calls = broker.dequeue_calls
     broker.push(5)
-    await trio.sleep(30)
+    await trio.sleep(30)   # 30 s of virtual time (autojump): nothing may happen in the window
     assert broker.dequeue_calls == calls and broker.processed == []
     handle.resume_worker(view.id)
     await wait_until(lambda: len(broker.processed) == 5, timeout=5, describe=lambda: handle.workers())
@@ -151,7 +151,7 @@ async def test_reconfigure_replaces_the_pool_and_old_workers_stop(
     await wait_until(lambda: handle.running_tasks() == 0, timeout=5, describe=handle.running_tasks)
     assert handle.workers() == []
     broker.push(4)
-    await trio.sleep(30)
+    await trio.sleep(30)   # 30 s of virtual time (autojump): nothing may happen in the window
     assert broker.processed == []
     handle.reconfigure(2, ["_core"])
     await wait_until(lambda: len(broker.processed) == 4, timeout=5, describe=lambda: broker.processed)
