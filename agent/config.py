@@ -15,6 +15,9 @@ Choices that differ from Nomad, made for local clusters:
   loopback address (a cluster on one machine, compared like for like with real Serf
   agents, which use lan), else ``wan``, the profile Nomad servers use.
 * ``-data-dir`` is optional; without it (and in ``-dev``) the node id is random.
+
+``-config PATH`` (repeatable) loads HCL or JSON files and folders (``agent/config_file.py``,
+``docs/config.md``); flags given on the command line override what the files set.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 __all__ = ["AgentConfig", "UsageError", "parse_agent_args", "parse_go_bool", "server_tags",
            "parse_go_duration", "normalise_flags", "LOG_LEVELS", "member_name"]
@@ -148,6 +151,37 @@ class AgentConfig:
     """A client's memory in MB; 0 = from the machine (psutil)."""
     fault_injection: bool = False
     """Allow ``/v1/agent/faults`` to install drop/loss/delay/partition rules."""
+    # ---- issue 5: settings mostly reached through config files (-config) ----
+    enable_debug: bool = False
+    """Allow /v1/agent/host and /v1/agent/pprof with ACLs off (true in -dev)."""
+    acl_enabled: bool = False
+    """``acl { enabled = true }``: every endpoint checks the caller's token."""
+    acl_token_ttl: float = 30.0
+    acl_policy_ttl: float = 30.0
+    acl_role_ttl: float = 30.0
+    acl_replication_token: str = ""
+    """Accepted as Nomad does; shoal has no federated regions, so it is only shown, redacted."""
+    log_json: bool = False
+    """The agent's own log lines as JSON objects (Nomad's ``log_json``)."""
+    http_api_response_headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers on every API response (errors included, not the catch-all 404)."""
+    http_bind: str = ""
+    """``addresses.http``: the HTTP bind IP(s), space separated; empty = ``bind``."""
+    rpc_bind: str = ""
+    """``addresses.rpc``: the rpc bind IP; empty = ``bind``."""
+    serf_bind: str = ""
+    """``addresses.serf``: the gossip bind IP; empty = ``bind``."""
+    advertise_http: str = ""
+    """``advertise.http`` as ``ip:port``; empty = advertise IP + http_port."""
+    tls_http: bool = False
+    tls_rpc: bool = False
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_verify_server_hostname: bool = False
+    tls_verify_https_client: bool = False
+    config_files: tuple[str, ...] = ()
+    """Config files loaded by -config, in load order (``Files`` in /v1/agent/self)."""
 
     @property
     def member_name(self) -> str:
@@ -194,7 +228,7 @@ def normalise_flags(argv: Sequence[str], long_flags: Sequence[str]) -> list[str]
 
 
 def _bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
-    parser.add_argument(f"--{name}", nargs="?", const="true", default="false", metavar="BOOL",
+    parser.add_argument(f"--{name}", nargs="?", const="true", default=None, metavar="BOOL",
                         help=help)
 
 
@@ -204,52 +238,58 @@ AGENT_FLAGS = ("dev", "server", "client", "node", "region", "dc", "bind", "adver
                "leave-on-interrupt", "leave-on-terminate", "gossip-profile", "raft-protocol",
                "raft-multiplier", "raft-snapshot-threshold", "raft-trailing-logs", "fault-injection",
                "num-schedulers", "enabled-schedulers", "servers", "node-class", "meta",
-               "cpu-total-compute", "memory-total-mb")
+               "cpu-total-compute", "memory-total-mb", "config")
 
 
 def _agent_parser() -> argparse.ArgumentParser:
+    """The `shoal agent` flags. Every default is None (or no list): a flag left out must
+    not override what a -config file set, so defaults live in ``AgentConfig``."""
     parser = _Parser(prog="shoal agent", add_help=False,
                      description="Run a shoal agent (a Nomad-style server that gossips with Serf).")
     parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--config", action="append", metavar="PATH",
+                        help="HCL or JSON config file or folder (repeatable; later ones win, "
+                             "flags win over files; see docs/config.md)")
     _bool_flag(parser, "dev", "dev mode: server and client, bind 127.0.0.1, bootstrap-expect 1")
     _bool_flag(parser, "server", "run as a server (gossip member)")
     _bool_flag(parser, "client", "run as a client (no gossip)")
     parser.add_argument("--node", help="node name (default: host name)")
-    parser.add_argument("--region", default="global")
-    parser.add_argument("--dc", default="dc1")
+    parser.add_argument("--region", help="region (default global)")
+    parser.add_argument("--dc", help="datacenter (default dc1)")
     parser.add_argument("--bind", help="bind address (default 0.0.0.0; 127.0.0.1 in -dev)")
-    parser.add_argument("--advertise", default="", help="advertised IP (default: from -bind)")
-    parser.add_argument("--http-port", default="4646")
-    parser.add_argument("--rpc-port", default="4647")
-    parser.add_argument("--serf-port", default="4648")
-    parser.add_argument("--bootstrap-expect", default=None)
-    parser.add_argument("--join", action="append", default=[])
-    parser.add_argument("--retry-join", action="append", default=[])
-    parser.add_argument("--retry-interval", default="30s")
-    parser.add_argument("--retry-max", default="0")
-    parser.add_argument("--encrypt", default=None, help="gossip key, base64 of 16, 24 or 32 bytes")
-    parser.add_argument("--data-dir", default="")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--advertise", help="advertised IP (default: from -bind)")
+    parser.add_argument("--http-port", help="HTTP port (default 4646)")
+    parser.add_argument("--rpc-port", help="RPC port (default 4647)")
+    parser.add_argument("--serf-port", help="gossip port (default 4648)")
+    parser.add_argument("--bootstrap-expect", help="servers to wait for (default 0; 1 in -dev)")
+    parser.add_argument("--join", action="append", help="address to join at start (repeatable)")
+    parser.add_argument("--retry-join", action="append", help="address to join, retried (repeatable)")
+    parser.add_argument("--retry-interval", help="wait between join attempts (default 30s)")
+    parser.add_argument("--retry-max", help="join attempts, 0 = forever (default 0)")
+    parser.add_argument("--encrypt", help="gossip key, base64 of 16, 24 or 32 bytes")
+    parser.add_argument("--data-dir", help="state directory (default: none, in memory)")
+    parser.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARN or ERROR (default INFO)")
     _bool_flag(parser, "leave-on-interrupt", "leave gracefully on SIGINT (default false)")
     _bool_flag(parser, "leave-on-terminate", "leave gracefully on SIGTERM (default false)")
-    parser.add_argument("--gossip-profile", default="",
+    parser.add_argument("--gossip-profile",
                         help="lan, wan or local (default: lan on loopback, else wan)")
-    parser.add_argument("--raft-protocol", default="3", help="raft protocol, 3 (default) or 2 (deprecated)")
-    parser.add_argument("--raft-multiplier", default="1", help="scale raft timeouts, 1..10")
-    parser.add_argument("--raft-snapshot-threshold", default="8192",
+    parser.add_argument("--raft-protocol", help="raft protocol, 3 (default) or 2 (deprecated)")
+    parser.add_argument("--raft-multiplier", help="scale raft timeouts, 1..10 (default 1)")
+    parser.add_argument("--raft-snapshot-threshold",
                         help="applied entries between raft snapshots (default 8192)")
-    parser.add_argument("--raft-trailing-logs", default="10240",
+    parser.add_argument("--raft-trailing-logs",
                         help="log entries kept after a snapshot (default 10240)")
     _bool_flag(parser, "fault-injection", "allow /v1/agent/faults (chaos experiments)")
-    parser.add_argument("--num-schedulers", default=None, help="scheduler workers (default: CPU count)")
-    parser.add_argument("--enabled-schedulers", default="service,batch,system,sysbatch",
-                        help="comma list of scheduler types (_core is always added)")
-    parser.add_argument("--servers", action="append", default=[],
+    parser.add_argument("--num-schedulers", help="scheduler workers (default: CPU count)")
+    parser.add_argument("--enabled-schedulers",
+                        help="comma list of scheduler types (default service,batch,system,"
+                             "sysbatch; _core is always added)")
+    parser.add_argument("--servers", action="append",
                         help="client: a server's rpc address ip[:port] (repeatable or comma list)")
-    parser.add_argument("--node-class", default="")
-    parser.add_argument("--meta", action="append", default=[], help="client: node meta key=value (repeatable)")
-    parser.add_argument("--cpu-total-compute", default="0", help="client: CPU MHz (default: detected)")
-    parser.add_argument("--memory-total-mb", default="0", help="client: memory MB (default: detected)")
+    parser.add_argument("--node-class", help="client: node class")
+    parser.add_argument("--meta", action="append", help="client: node meta key=value (repeatable)")
+    parser.add_argument("--cpu-total-compute", help="client: CPU MHz (default: detected)")
+    parser.add_argument("--memory-total-mb", help="client: memory MB (default: detected)")
     return parser
 
 
@@ -292,69 +332,157 @@ def decode_encrypt_key(text: str) -> bytes:
     return key
 
 
+_INT32 = 2**31 - 1
+
+
+def _node_value(name: str, text: str) -> str:
+    if not text:
+        raise UsageError(f"-{name} must not be empty")
+    return text
+
+
+def _log_level_value(name: str, text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise UsageError(f"Invalid log level: {text}")
+    return text.upper()
+
+
+def _interval_value(name: str, text: str) -> float:
+    try:
+        seconds = parse_go_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"invalid value {text!r} for -{name}: {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"-{name} must be positive")
+    return seconds
+
+
+def _profile_value(name: str, text: str) -> str:
+    if text.lower() not in ("lan", "wan", "local"):
+        raise UsageError(f"invalid value {text!r} for -{name} (want lan, wan or local)")
+    return text.lower()
+
+
+def _servers_value(name: str, items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(a.strip() for item in items for a in item.split(",") if a.strip())
+
+
+# (argparse dest, flag name, AgentConfig field, converter(flag name, raw) -> value)
+_FLAG_FIELDS: tuple[tuple[str, str, str, Any], ...] = (
+    ("dev", "dev", "dev", _bool_value),
+    ("server", "server", "server", _bool_value),
+    ("client", "client", "client", _bool_value),
+    ("node", "node", "node", _node_value),
+    ("region", "region", "region", lambda n, t: t),
+    ("dc", "dc", "datacenter", lambda n, t: t),
+    ("bind", "bind", "bind", _ip_flag),
+    ("advertise", "advertise", "advertise", _ip_flag),
+    ("http_port", "http-port", "http_port", _int_flag),
+    ("rpc_port", "rpc-port", "rpc_port", _int_flag),
+    ("serf_port", "serf-port", "serf_port", _int_flag),
+    ("bootstrap_expect", "bootstrap-expect", "bootstrap_expect",
+     lambda n, t: _int_flag(n, t, maximum=_INT32)),
+    ("join", "join", "join", lambda n, items: tuple(items)),
+    ("retry_join", "retry-join", "retry_join", lambda n, items: tuple(items)),
+    ("retry_interval", "retry-interval", "retry_interval", _interval_value),
+    ("retry_max", "retry-max", "retry_max", lambda n, t: _int_flag(n, t, maximum=_INT32)),
+    ("encrypt", "encrypt", "encrypt", lambda n, t: decode_encrypt_key(t)),
+    ("data_dir", "data-dir", "data_dir", lambda n, t: t),
+    ("log_level", "log-level", "log_level", _log_level_value),
+    ("leave_on_interrupt", "leave-on-interrupt", "leave_on_interrupt", _bool_value),
+    ("leave_on_terminate", "leave-on-terminate", "leave_on_terminate", _bool_value),
+    ("gossip_profile", "gossip-profile", "gossip_profile", _profile_value),
+    ("raft_protocol", "raft-protocol", "raft_protocol", lambda n, t: parse_raft_protocol(t)),
+    ("raft_multiplier", "raft-multiplier", "raft_multiplier",
+     lambda n, t: _int_flag(n, t, minimum=1, maximum=10)),
+    ("raft_snapshot_threshold", "raft-snapshot-threshold", "raft_snapshot_threshold",
+     lambda n, t: _int_flag(n, t, minimum=1, maximum=_INT32)),
+    ("raft_trailing_logs", "raft-trailing-logs", "raft_trailing_logs",
+     lambda n, t: _int_flag(n, t, maximum=_INT32)),
+    ("fault_injection", "fault-injection", "fault_injection", _bool_value),
+    ("num_schedulers", "num-schedulers", "num_schedulers",
+     lambda n, t: _int_flag(n, t, maximum=_INT32)),
+    ("enabled_schedulers", "enabled-schedulers", "enabled_schedulers",
+     lambda n, t: parse_enabled_schedulers(t)),
+    ("servers", "servers", "servers", _servers_value),
+    ("node_class", "node-class", "node_class", lambda n, t: t),
+    ("meta", "meta", "meta", lambda n, items: parse_meta(items)),
+    ("cpu_total_compute", "cpu-total-compute", "cpu_total_compute",
+     lambda n, t: _int_flag(n, t, maximum=_INT32)),
+    ("memory_total_mb", "memory-total-mb", "memory_total_mb",
+     lambda n, t: _int_flag(n, t, maximum=_INT32)),
+)
+
+_DEV_DEFAULTS = {"bind": "127.0.0.1", "bootstrap_expect": 1, "enable_debug": True}
+"""What -dev changes from the defaults; config files and flags still override it."""
+
+
+def flag_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """AgentConfig values of the flags given on the command line, checked.
+
+    A flag left out gives nothing here, so it cannot override a config file.
+    """
+    values: dict[str, Any] = {}
+    for dest, name, target, convert in _FLAG_FIELDS:
+        raw = getattr(args, dest)
+        if raw is not None:
+            values[target] = convert(name, raw)
+    return values
+
+
 def parse_agent_args(argv: Sequence[str]) -> AgentConfig:
-    """Parse `shoal agent` flags into an ``AgentConfig`` with defaults resolved.
+    """Parse `shoal agent` flags and -config files into an ``AgentConfig``.
+
+    Layers, each overriding the one before (Nomad's order): the defaults, -dev's
+    defaults, the config files in the order given, then the flags given explicitly.
+    Lists append and maps merge across layers (``config_file.merge_settings``).
 
     Raises:
-        UsageError: a bad flag or value (the message is one line).
+        UsageError: a bad flag, file or value (the message is one line).
     """
+    from .config_file import FileSettings, load_config_paths, merge_settings
+
     args = _agent_parser().parse_args(normalise_flags(argv, AGENT_FLAGS))
     if args.help:
         raise UsageError(agent_usage())
-    dev = _bool_value("dev", args.dev)
-    server = _bool_value("server", args.server)
-    client = _bool_value("client", args.client)
-    if not (dev or server or client):
+    flags = flag_settings(args)
+    dev = bool(flags.pop("dev", False))
+    files = load_config_paths(args.config) if args.config else FileSettings()
+    values = merge_settings(dict(_DEV_DEFAULTS) if dev else {}, files.values)
+    values = merge_settings(values, flags)
+    if not (dev or values.get("server") or values.get("client")):
         raise UsageError("Must specify either server, client or dev mode for the agent.")
-    level = args.log_level.upper()
-    if level not in LOG_LEVELS:
-        raise UsageError(f"Invalid log level: {args.log_level}")
-    try:
-        retry_interval = parse_go_duration(args.retry_interval)
-    except ValueError as exc:
-        raise UsageError(f"invalid value {args.retry_interval!r} for -retry-interval: {exc}") from None
-    if retry_interval <= 0:
-        raise UsageError("-retry-interval must be positive")
-    bind = _ip_flag("bind", args.bind) if args.bind else ("127.0.0.1" if dev else "0.0.0.0")
-    advertise = _ip_flag("advertise", args.advertise) if args.advertise else ""
-    expect_text = args.bootstrap_expect if args.bootstrap_expect is not None else ("1" if dev else "0")
-    profile = args.gossip_profile.lower()
-    if profile not in ("", "lan", "wan", "local"):
-        raise UsageError(f"invalid value {args.gossip_profile!r} for -gossip-profile (want lan, wan or local)")
-    node = args.node if args.node is not None else socket.gethostname()
-    if not node:
-        raise UsageError("-node must not be empty")
-    config = AgentConfig(
-        dev=dev, server=server, client=client, node=node, region=args.region,
-        datacenter=args.dc, bind=bind, advertise=advertise,
-        http_port=_int_flag("http-port", args.http_port),
-        rpc_port=_int_flag("rpc-port", args.rpc_port),
-        serf_port=_int_flag("serf-port", args.serf_port),
-        bootstrap_expect=_int_flag("bootstrap-expect", expect_text, maximum=2**31 - 1),
-        join=tuple(args.join), retry_join=tuple(args.retry_join),
-        retry_interval=retry_interval,
-        retry_max=_int_flag("retry-max", args.retry_max, maximum=2**31 - 1),
-        encrypt=decode_encrypt_key(args.encrypt) if args.encrypt is not None else None,
-        data_dir=args.data_dir, log_level=level,
-        leave_on_interrupt=_bool_value("leave-on-interrupt", args.leave_on_interrupt),
-        leave_on_terminate=_bool_value("leave-on-terminate", args.leave_on_terminate),
-        gossip_profile=profile,
-        raft_protocol=parse_raft_protocol(args.raft_protocol),
-        raft_multiplier=_int_flag("raft-multiplier", args.raft_multiplier, minimum=1, maximum=10),
-        raft_snapshot_threshold=_int_flag("raft-snapshot-threshold", args.raft_snapshot_threshold,
-                                          minimum=1, maximum=2**31 - 1),
-        raft_trailing_logs=_int_flag("raft-trailing-logs", args.raft_trailing_logs, maximum=2**31 - 1),
-        fault_injection=_bool_value("fault-injection", args.fault_injection),
-        num_schedulers=(_int_flag("num-schedulers", args.num_schedulers, maximum=2**31 - 1)
-                        if args.num_schedulers is not None else (os.cpu_count() or 1)),
-        enabled_schedulers=parse_enabled_schedulers(args.enabled_schedulers),
-        servers=tuple(a.strip() for item in args.servers for a in item.split(",") if a.strip()),
-        node_class=args.node_class,
-        meta=parse_meta(args.meta),
-        cpu_total_compute=_int_flag("cpu-total-compute", args.cpu_total_compute, maximum=2**31 - 1),
-        memory_total_mb=_int_flag("memory-total-mb", args.memory_total_mb, maximum=2**31 - 1),
-    )
-    return resolve_defaults(config)
+    if "num_schedulers" not in values:
+        values["num_schedulers"] = os.cpu_count() or 1
+    config = AgentConfig(dev=dev, config_files=files.files, **values)
+    if "advertise" not in flags:
+        _check_advertise_ports(config, files.advertise_ports)
+    return resolve_defaults(_fill_advertise_http(config))
+
+
+def _check_advertise_ports(config: AgentConfig, ports: dict[str, int]) -> None:
+    """A port in ``advertise.rpc``/``advertise.serf`` must be the port shoal binds."""
+    for service, port in sorted(ports.items()):
+        bound = config.rpc_port if service == "rpc" else config.serf_port
+        if port != bound:
+            raise UsageError(f"advertise.{service} port {port} differs from the {service} port "
+                             f"{bound}: shoal advertises the port it listens on; drop the port "
+                             f"from advertise.{service} or make them equal")
+
+
+def _fill_advertise_http(config: AgentConfig) -> AgentConfig:
+    """``advertise.http`` given as a bare IP gets the HTTP port (after flags)."""
+    from dataclasses import replace
+
+    from .config_file import split_host_port
+
+    if not config.advertise_http:
+        return config
+    host, port = split_host_port(config.advertise_http)
+    if port is not None:
+        return config
+    shown = f"[{host}]" if ":" in host else host
+    return replace(config, advertise_http=f"{shown}:{config.http_port}")
 
 
 SCHEDULER_TYPES = ("service", "batch", "system", "sysbatch", "_core")
