@@ -32,10 +32,11 @@ renders that). Items are stored in the clear: shoal has no keyring for variables
 
 Commands and queries are looked up by ``Type`` in ``_COMMANDS`` and ``_QUERIES``.
 The scheduling tables (nodes, jobs, evals, allocs) and their commands live in
-``agent/state_sched.py``; their queries are below. List queries sort evaluations and
+``agent/state_sched.py``; their queries are below. The ACL tables (tokens, policies),
+with their commands and queries, live in ``agent/state_acl.py``. List queries sort evaluations and
 allocations by ``CreateIndex`` (then ID), nodes by ID and jobs by (Namespace, ID).
-Snapshots are version 2 (variables plus the scheduling tables); version-1 snapshots
-(variables only) still restore.
+Snapshots are version 2 (variables, the scheduling tables and, when present, the ACL
+tables); version-1 snapshots (variables only) still restore.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from typing import Any
 
 import msgpack
 
-from . import state_sched
+from . import state_acl, state_sched
+from .state_acl import AclTables
 from .state_sched import ALLOCS, EVALS, JOBS, NODES, SchedTables
 
 __all__ = ["StateStore", "encode_command", "validate_variable", "validate_path", "validate_namespace",
@@ -161,6 +163,7 @@ class StateStore:
         self._variables: dict[tuple[str, str], Variable] = {}
         self._table_index: dict[str, int] = {}           # table -> last index that changed it
         self._sched = SchedTables(self._table_index)     # nodes, jobs, evals, allocs
+        self._acl = AclTables(self._table_index)         # ACL tokens and policies
 
     # --- inputs -------------------------------------------------------------------
 
@@ -195,6 +198,7 @@ class StateStore:
             "TableIndex": dict(sorted(self._table_index.items())),
             "Variables": [self._variables[key] for key in sorted(self._variables)],
             **self._sched.to_snapshot(),
+            **self._acl.to_snapshot(),
         }, use_bin_type=True)
 
     def restore(self, data: bytes) -> None:
@@ -212,10 +216,12 @@ class StateStore:
             index = int(obj["Index"])
             sched = SchedTables.from_snapshot(obj if obj["Version"] == SNAPSHOT_VERSION else {},
                                               table_index)
+            acl = AclTables.from_snapshot(obj, table_index)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"bad state snapshot: {exc!r}") from None
         self._variables, self._table_index, self.index = variables, table_index, index
         self._sched = sched
+        self._acl = acl
 
     # --- views --------------------------------------------------------------------
 
@@ -226,7 +232,8 @@ class StateStore:
     def state_equal(self, other: StateStore) -> bool:
         """Same tables and indexes (for tests and snapshot checks)."""
         return (self.index == other.index and self._variables == other._variables
-                and self._table_index == other._table_index and self._sched.equal(other._sched))
+                and self._table_index == other._table_index and self._sched.equal(other._sched)
+                and self._acl.equal(other._acl))
 
     def get_variable(self, namespace: str, path: str) -> Variable | None:
         var = self._variables.get((namespace, path))
@@ -471,3 +478,23 @@ def _sched_command(command: state_sched.Command) -> Callable[[StateStore, int, d
 
 
 _COMMANDS.update((name, _sched_command(fn)) for name, fn in state_sched.COMMANDS.items())
+
+
+def _acl_command(command: state_acl.Command) -> Callable[[StateStore, int, dict[str, Any]],
+                                                         dict[str, Any]]:
+    def run(store: StateStore, index: int, data: dict[str, Any]) -> dict[str, Any]:
+        return command(store._acl, index, data)
+    run.__name__ = command.__name__
+    return run
+
+
+def _acl_query(query: state_acl.Query) -> Callable[[StateStore, Mapping[str, Any]], dict[str, Any]]:
+    def run(store: StateStore, data: Mapping[str, Any]) -> dict[str, Any]:
+        return query(store._acl, data)
+    run.__name__ = query.__name__
+    return run
+
+
+# The ACL tables and their commands and queries live in agent/state_acl.py.
+_COMMANDS.update((name, _acl_command(fn)) for name, fn in state_acl.COMMANDS.items())
+_QUERIES.update((name, _acl_query(fn)) for name, fn in state_acl.QUERIES.items())

@@ -4,8 +4,8 @@ The order of checks is Nomad's (``command/agent/agent_endpoint.go``,
 ``AgentServersRequest``): the method first (GET lists, PUT and POST replace,
 anything else 405 "Invalid method"), then the client check (a server-only agent
 answers 501 "Invalid method"), then for PUT/POST the ``address`` parameter
-(400 "missing server address"). shoal has no ACLs yet; the ACL check would come
-after these. A PUT whose addresses all fail answers 400 with go-multierror's text.
+(400 "missing server address"), then the ACL check (GET agent:read, PUT/POST
+agent:write; agent/http/auth.py). A PUT whose addresses all fail answers 400 with go-multierror's text.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 from ..join import multierror
 from .api import ApiError
 from .app import ALL_METHODS, empty_response, json_response
+from .auth import require
 
 __all__ = ["ClientFacade", "register_client_routes"]
 
@@ -42,6 +43,7 @@ def register_client_routes(app: QuartTrio, api: ClientFacade) -> None:
     async def agent_servers() -> Response:
         if request.method == "GET":
             _require_client(api)
+            await require(api, "agent:read")
             return json_response(sorted(api.client_servers()))
         if request.method in ("PUT", "POST"):
             _require_client(api)
@@ -49,6 +51,7 @@ def register_client_routes(app: QuartTrio, api: ClientFacade) -> None:
             addresses = request.args.getlist("address")
             if not addresses:
                 raise ApiError(400, "missing server address")
+            await require(api, "agent:write")     # after the address check, as Nomad
             num_kept, errors = await api.set_client_servers(addresses)
             if num_kept == 0:
                 raise ApiError(400, multierror(errors) if errors else "no servers")

@@ -15,6 +15,10 @@ Nomad details kept on purpose (``command/agent/variable_endpoint.go``,
 - Reads of variables set ``X-Nomad-Index``, ``X-Nomad-KnownLeader`` and
   ``X-Nomad-LastContact``; writes set ``X-Nomad-Index``.
 - A client-only agent has no servers to forward to yet: 500 "no servers".
+- ACLs (docs/acl.md): status routes need nothing; raft configuration needs
+  operator:read, peer removal and leadership transfer operator:write; variables are
+  checked per namespace and path (read, write, destroy; lists show only what the
+  token may ``list``); ``/v1/agent/faults`` needs agent:write for every method.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ..state import DEFAULT_NAMESPACE, validate_variable, zero_variable
 from .api import ApiError
 from .app import (ALL_METHODS, AgentFacade, _require_method, check_query_options,
                   empty_response, json_response)
+from .auth import acl_enabled, request_token, require, resolve_acl
 
 __all__ = ["register_cluster_routes", "ClusterFacade"]
 
@@ -101,6 +106,7 @@ def _register_operator_routes(app: QuartTrio, api: ClusterFacade) -> None:
     async def raft_configuration() -> Response:
         _require_method("GET")
         _require_servers(api)
+        await require(api, "operator:read")
         check_query_options()
         result = await api.raft_configuration(_is_stale())
         return json_response(raft_configuration_json(result))
@@ -109,6 +115,7 @@ def _register_operator_routes(app: QuartTrio, api: ClusterFacade) -> None:
     async def raft_peer() -> Response:
         _require_method("DELETE")
         _require_servers(api)
+        await require(api, "operator:write")     # Nomad: management; see docs/acl.md
         id, address = _peer_params()
         if id is None and address is None:
             raise ApiError(400, _PEER_NEITHER)
@@ -119,6 +126,7 @@ def _register_operator_routes(app: QuartTrio, api: ClusterFacade) -> None:
     async def raft_transfer_leadership() -> Response:
         _require_method("PUT", "POST")
         _require_servers(api)
+        await require(api, "operator:write")
         id, address = _peer_params()
         await api.raft_transfer_leadership(id=id, address=address)
         return empty_response(200)
@@ -154,7 +162,8 @@ def _register_variable_routes(app: QuartTrio, api: ClusterFacade) -> None:
         query = {"Type": "var_list", "Namespace": _namespace(None),
                  "Prefix": request.args.get("prefix", "")}
         result = await api.state_read(query, _is_stale())
-        return _with_read_meta(json_response(list(result.get("Vars") or [])), result)
+        listed = await _visible_variables(api, list(result.get("Vars") or []))
+        return _with_read_meta(json_response(listed), result)
 
     @app.route("/v1/var/", methods=ALL_METHODS)
     async def variable_missing_path() -> Response:
@@ -176,6 +185,7 @@ def _register_variable_routes(app: QuartTrio, api: ClusterFacade) -> None:
 async def _variable_get(api: ClusterFacade, path: str) -> Response:
     check_query_options()
     query = {"Type": "var_get", "Namespace": _namespace(None), "Path": path}
+    await require(api, f"variable:{query['Namespace']}:{path}:read")
     result = await api.state_read(query, _is_stale())
     if result.get("Var") is None:
         response = Response(b"variable not found", status=404,
@@ -194,6 +204,7 @@ async def _variable_put(api: ClusterFacade, path: str) -> Response:
     if not isinstance(items, dict) or len(items) == 0:
         raise ApiError(400, "variable missing required Items object")
     var = {"Namespace": _namespace(body.get("Namespace")), "Path": path, "Items": items}
+    await require(api, f"variable:{var['Namespace']}:{path}:write")
     error = validate_variable(var)
     if error:
         raise ApiError(400, error)
@@ -207,6 +218,7 @@ async def _variable_put(api: ClusterFacade, path: str) -> Response:
 
 async def _variable_delete(api: ClusterFacade, path: str) -> Response:
     namespace = _namespace(None)
+    await require(api, f"variable:{namespace}:{path}:destroy")
     command = {"Type": "var_delete", "Namespace": namespace, "Path": path, "Cas": _cas()}
     result = await api.state_apply(command)
     if result.get("Ok"):
@@ -264,6 +276,7 @@ def _register_fault_routes(app: QuartTrio, api: ClusterFacade) -> None:
     @app.route("/v1/agent/faults", methods=ALL_METHODS)
     async def faults() -> Response:
         _require_method("GET", "PUT", "DELETE")
+        await require(api, "agent:write")        # reading the rules too (docs/acl.md)
         if request.method == "GET":
             return json_response(await _maybe_await(api.faults()))
         if request.method == "PUT":
@@ -274,6 +287,15 @@ def _register_fault_routes(app: QuartTrio, api: ClusterFacade) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------
+
+
+async def _visible_variables(api: AgentFacade, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The listed variables the caller may ``list`` (all of them with ACLs off)."""
+    if not acl_enabled(api):
+        return listed
+    acl = await resolve_acl(api, request_token())
+    return [var for var in listed
+            if acl.allows(f"variable:{var['Namespace']}:{var['Path']}:list")]
 
 
 def _require_servers(api: AgentFacade) -> None:

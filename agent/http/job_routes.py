@@ -21,6 +21,10 @@ Nomad details kept (``command/agent/job_endpoint.go``, ``node_endpoint.go``,
   ``JobListStub``s and ``GET /v1/nodes`` ``NodeListStub``s.
 - A client-only agent has no servers to forward to yet: 500 "no servers" (after
   the method and body checks: a bad job is refused without asking any server).
+- ACLs (docs/acl.md): job reads need the namespace's ``read-job`` (the list
+  ``list-jobs``), register and deregister ``submit-job``; nodes need node:read;
+  evaluation and allocation reads need ``read-job`` in the record's namespace, and
+  lists over ``namespace=*`` (or a node's allocations) show only permitted namespaces.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ..config import parse_go_bool
 from ..jobspec import JobSpecError, job_stub, parse_job
 from .api import ApiError
 from .app import ALL_METHODS, AgentFacade, _require_method, check_query_options, json_response
+from .auth import acl_enabled, request_token, require, resolve_acl
 from .cluster_routes import _is_stale, _json_body, _with_index, _with_read_meta
 
 __all__ = ["register_job_routes", "JobFacade", "node_stub"]
@@ -71,9 +76,10 @@ def _register_jobs(app: QuartTrio, api: JobFacade) -> None:
         if request.method == "GET":
             _require_servers(api)
             check_query_options()
+            await _require_namespace(api, "list-jobs")
             result = await _read(api, {"Type": "job_list", "Namespace": _namespace(),
                                        "Prefix": _prefix()})
-            stubs = [job_stub(job) for job in _listed(result, "Jobs")]
+            stubs = await _visible(api, [job_stub(job) for job in _listed(result, "Jobs")], "list-jobs")
             return _with_read_meta(json_response(stubs), result)
         return await _register(api, None)
 
@@ -85,6 +91,7 @@ def _register_jobs(app: QuartTrio, api: JobFacade) -> None:
                 _require_method("GET")
                 _require_servers(api)
                 check_query_options()
+                await _require_namespace(api, "read-job")
                 query = {"Type": query_type, "JobID": rest[:-len(suffix)],
                          "Namespace": _namespace()}
                 result = await _read(api, query)
@@ -93,6 +100,7 @@ def _register_jobs(app: QuartTrio, api: JobFacade) -> None:
         if request.method == "GET":
             _require_servers(api)
             check_query_options()
+            await _require_namespace(api, "read-job")
             result = await _read(api, {"Type": "job_get", "JobID": rest,
                                        "Namespace": _namespace()})
             return _found_or_404(result, "Job", "job not found")
@@ -112,6 +120,7 @@ async def _register(api: JobFacade, url_id: str | None) -> Response:
     raw = body["Job"] if "Job" in body else body
     if not raw.get("Namespace") and request.args.get("namespace"):
         job["Namespace"] = request.args["namespace"]
+    await require(api, f"namespace:{job['Namespace']}:submit-job")
     _require_servers(api)
     result = _checked(await api.register_job(job))
     answer = {"EvalID": result.get("EvalID", ""),
@@ -129,6 +138,7 @@ async def _deregister(api: JobFacade, job_id: str) -> Response:
         purge = parse_go_bool(text) if text != "" else False
     except ValueError as exc:
         raise ApiError(400, f'Failed to parse value of "purge" ({text}) as a bool: {exc}') from None
+    await require(api, f"namespace:{_namespace()}:submit-job")
     _require_servers(api)
     result = _checked(await api.deregister_job(job_id, _namespace(), purge))
     answer = {"EvalID": result.get("EvalID", ""),
@@ -146,7 +156,7 @@ async def _deregister(api: JobFacade, job_id: str) -> Response:
 def _register_reads(app: QuartTrio, api: JobFacade) -> None:
     @app.route("/v1/nodes", methods=ALL_METHODS)
     async def nodes() -> Response:
-        result = await _list_read(api, {"Type": "node_list", "Prefix": _prefix()})
+        result = await _list_read(api, {"Type": "node_list", "Prefix": _prefix()}, "node:read")
         with_resources = _flag("resources")
         stubs = [node_stub(node, with_resources) for node in _listed(result, "Nodes")]
         return _with_read_meta(json_response(stubs), result)
@@ -155,31 +165,36 @@ def _register_reads(app: QuartTrio, api: JobFacade) -> None:
     async def node(rest: str) -> Response:
         if rest.endswith("/allocations") and rest != "allocations":
             result = await _list_read(api, {"Type": "alloc_list",
-                                            "NodeID": rest[:-len("/allocations")]})
-            return _with_read_meta(json_response(_listed(result, "Allocs")), result)
-        result = await _list_read(api, {"Type": "node_get", "NodeID": rest})
+                                            "NodeID": rest[:-len("/allocations")]}, "node:read")
+            allocs = await _visible(api, _listed(result, "Allocs"), "read-job")
+            return _with_read_meta(json_response(allocs), result)
+        result = await _list_read(api, {"Type": "node_get", "NodeID": rest}, "node:read")
         return _found_or_404(result, "Node", "node not found")
 
     @app.route("/v1/evaluations", methods=ALL_METHODS)
     async def evaluations() -> Response:
         result = await _list_read(api, {"Type": "eval_list", "Namespace": _namespace(),
-                                        "Prefix": _prefix()})
-        return _with_read_meta(json_response(_listed(result, "Evals")), result)
+                                        "Prefix": _prefix()}, namespace_capability="read-job")
+        evals = await _visible(api, _listed(result, "Evals"), "read-job")
+        return _with_read_meta(json_response(evals), result)
 
     @app.route("/v1/evaluation/<path:eval_id>", methods=ALL_METHODS, merge_slashes=False)
     async def evaluation(eval_id: str) -> Response:
         result = await _list_read(api, {"Type": "eval_get", "EvalID": eval_id})
+        await _require_record_namespace(api, result.get("Eval"), "read-job")
         return _found_or_404(result, "Eval", "eval not found")
 
     @app.route("/v1/allocations", methods=ALL_METHODS)
     async def allocations() -> Response:
         result = await _list_read(api, {"Type": "alloc_list", "Namespace": _namespace(),
-                                        "Prefix": _prefix()})
-        return _with_read_meta(json_response(_listed(result, "Allocs")), result)
+                                        "Prefix": _prefix()}, namespace_capability="read-job")
+        allocs = await _visible(api, _listed(result, "Allocs"), "read-job")
+        return _with_read_meta(json_response(allocs), result)
 
     @app.route("/v1/allocation/<path:alloc_id>", methods=ALL_METHODS, merge_slashes=False)
     async def allocation(alloc_id: str) -> Response:
         result = await _list_read(api, {"Type": "alloc_get", "AllocID": alloc_id})
+        await _require_record_namespace(api, result.get("Alloc"), "read-job")
         return _found_or_404(result, "Alloc", "alloc not found")
 
 
@@ -203,12 +218,45 @@ def node_stub(node: dict[str, Any], with_resources: bool = False) -> dict[str, A
 # --- helpers ------------------------------------------------------------------------------
 
 
-async def _list_read(api: JobFacade, query: dict[str, Any]) -> dict[str, Any]:
-    """A GET-only read: method, servers, query options, then the state query."""
+async def _list_read(api: JobFacade, query: dict[str, Any], capability: str | None = None, *,
+                     namespace_capability: str | None = None) -> dict[str, Any]:
+    """A GET-only read: method, servers, query options, the ACL, then the state query."""
     _require_method("GET")
     _require_servers(api)
     check_query_options()
+    if capability is not None:
+        await require(api, capability)
+    if namespace_capability is not None:
+        await _require_namespace(api, namespace_capability)
     return await _read(api, query)
+
+
+async def _require_namespace(api: Any, capability: str) -> None:
+    """The ``?namespace=`` capability; for ``*`` only a valid token (results are filtered)."""
+    namespace = _namespace()
+    if namespace == "*":
+        if acl_enabled(api):
+            await resolve_acl(api, request_token())
+        return
+    await require(api, f"namespace:{namespace}:{capability}")
+
+
+async def _visible(api: Any, records: list[dict[str, Any]], capability: str) -> list[dict[str, Any]]:
+    """The records whose Namespace grants ``capability`` (all of them with ACLs off)."""
+    if not acl_enabled(api):
+        return records
+    acl = await resolve_acl(api, request_token())
+    return [r for r in records if acl.allows(f"namespace:{r.get('Namespace', 'default')}:{capability}")]
+
+
+async def _require_record_namespace(api: Any, record: dict[str, Any] | None, capability: str) -> None:
+    """403 unless the token may ``capability`` in the record's namespace (any token for none)."""
+    if not acl_enabled(api):
+        return
+    if record is None:
+        await resolve_acl(api, request_token())
+        return
+    await require(api, f"namespace:{record.get('Namespace', 'default')}:{capability}")
 
 
 async def _read(api: JobFacade, query: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 ``register_scheduler_routes(app, api)`` adds them to the app of ``agent.http.app``
 (agent-api.md 3.10, 3.11). Checks run in Nomad's order: the server check first (a
 client-only agent answers 400 "Server only endpoint" even to a wrong method), then the
-method (405 "Invalid method"), then the body.
+method (405 "Invalid method"), then the ACL (GET agent:read, PUT/POST agent:write; an
+unknown or expired token is 403, where Nomad 1.9.7 answers 500: agent-api.md 11 Q1),
+then the body.
 
 The PUT/POST body is decoded the way Go's ``json.Decoder`` fills Nomad's
 ``api.AgentSchedulerWorkerConfigRequest``, so the error texts match:
@@ -31,6 +33,7 @@ from quart_trio import QuartTrio
 
 from .api import ApiError
 from .app import ALL_METHODS, AgentFacade, _require_method, json_response
+from .auth import require
 
 __all__ = ["register_scheduler_routes", "SchedulerFacade", "decode_scheduler_config",
            "GoJsonError", "go_json_decode"]
@@ -59,12 +62,14 @@ def register_scheduler_routes(app: QuartTrio, api: SchedulerFacade) -> None:
     async def schedulers() -> Response:
         _require_server_only(api)
         _require_method("GET")
+        await require(api, "agent:read")     # unknown token: 403, not Nomad's 500 (spec 11 Q1)
         return json_response(schedulers_json(api.schedulers()))
 
     @app.route("/v1/agent/schedulers/config", methods=ALL_METHODS)
     async def scheduler_config() -> Response:
         _require_server_only(api)
         _require_method("GET", "PUT", "POST")
+        await require(api, "agent:read" if request.method == "GET" else "agent:write")
         if request.method == "GET":
             return json_response(config_json(api.scheduler_config()))
         num, enabled = decode_scheduler_config(await request.get_data())
