@@ -12,6 +12,13 @@ Like Nomad's rpc port, each connection opens with one byte: ``0x01`` for RPC,
 Anything else (an unknown first byte, an oversized or undecodable frame) is logged,
 counted under ``dropped.<reason>`` and closes that connection only. Every transport
 passes the fault filter (``agent/faults.py``) when one is installed.
+
+With ``tls.rpc`` (``agent/tlsutil.py``) every connection opens with ``0x04`` (Nomad's
+``RpcTLS``), then a mutual-TLS handshake, then the usual protocol byte inside TLS
+(``dial`` does this for every dialler). The server then refuses plain connections
+(``dropped.tls_required``), failed handshakes (``dropped.tls_handshake``: e.g. a
+certificate of another CA) and, with ``verify_server_hostname``, Raft connections whose
+certificate does not name ``server.<region>.nomad`` (``dropped.raft_tls_name``).
 """
 
 from __future__ import annotations
@@ -20,22 +27,26 @@ import itertools
 import logging
 import struct
 from collections import Counter
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import msgpack
 import trio
+
+from .tlsutil import RpcTLS, verify_peer_name
 
 from raftlite.codec import decode_message, encode_message
 from raftlite.errors import RaftProtocolError
 from raftlite.messages import Message
 
-__all__ = ["NOT_LEADER", "RPC_BYTE", "RAFT_BYTE", "RaftTransport", "RpcError", "RpcPool", "RpcServer",
+__all__ = ["NOT_LEADER", "RPC_BYTE", "RAFT_BYTE", "TLS_BYTE", "dial", "RaftTransport", "RpcError", "RpcPool", "RpcServer",
            "RpcUnavailable", "split_address"]
 
 log = logging.getLogger(__name__)
 
 RPC_BYTE = 0x01
 RAFT_BYTE = 0x02
+TLS_BYTE = 0x04
+"""Nomad's ``RpcTLS``: a TLS handshake follows, then the real protocol byte inside it."""
 MAX_FRAME = 64 * 2**20
 _HEADER = struct.Struct(">I")
 _FIRST_BYTE_TIMEOUT = 10.0
@@ -43,6 +54,15 @@ _DIAL_TIMEOUT = 2.0
 _PEER_QUEUE = 4096
 
 Handler = Callable[[Any], Awaitable[Any]]
+
+STREAM_BYTE = 0x03
+"""A streaming call (``agent/rpc_stream.py``): one request frame ``{"Method", "Args"}``,
+then a header frame ``{"Error", "Code"}`` and frames of raw bytes from the server until
+either side closes (Nomad's ``RpcStreaming`` byte)."""
+
+StreamHandler = Callable[[Any], Awaitable[AsyncIterator[bytes]]]
+"""A stream method: checks its args (raising ``StreamRefused`` or ``RpcError`` to refuse)
+and returns the async iterator of chunks to send."""
 
 
 class FaultHook(Protocol):
@@ -116,13 +136,18 @@ class RpcServer:
     Args:
         handlers: RPC method name -> async function of the decoded args.
         raft_inbound: takes each decoded raft message (never blocks).
+        tls: with ``tls.rpc``: only ``0x04`` + TLS connections are accepted.
     """
 
-    def __init__(self, handlers: dict[str, Handler], raft_inbound: Callable[[Message], None]) -> None:
+    def __init__(self, handlers: dict[str, Handler], raft_inbound: Callable[[Message], None], *,
+                 tls: RpcTLS | None = None) -> None:
         self.handlers = handlers
         self._raft_inbound = raft_inbound
+        self.tls = tls
         self.fault_hook: FaultHook | None = None
         self.counters: Counter[str] = Counter()
+        self.stream_handlers: dict[str, StreamHandler] = {}
+        """Streaming methods, served on connections that start with ``STREAM_BYTE``."""
 
     async def serve(self, listener: trio.SocketListener, *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -149,10 +174,18 @@ class RpcServer:
                     first = await stream.receive_some(1)
                 if scope.cancelled_caught or not first:
                     return
+                if first[0] == TLS_BYTE or self.tls is not None:
+                    upgraded = await self._upgrade_tls(stream, peer, first[0])
+                    if upgraded is None:
+                        return
+                    stream, first = upgraded   # the inner protocol byte picks, as below
                 if first[0] == RPC_BYTE:
                     await self._serve_rpc(stream, peer)
                 elif first[0] == RAFT_BYTE:
                     await self._serve_raft(stream, peer)
+                elif first[0] == STREAM_BYTE:
+                    from .rpc_stream import serve_stream   # agent/rpc_stream.py: the stream protocol
+                    await serve_stream(self, stream, peer)
                 else:
                     self._drop(peer, "unknown_protocol", f"first byte 0x{first[0]:02x}")
             except FrameError as exc:
@@ -164,7 +197,44 @@ class RpcServer:
         self.counters[f"dropped.{reason}"] += 1
         log.warning("rpc connection dropped peer=%s reason=%s detail=%s", peer, reason, detail)
 
-    async def _serve_raft(self, stream: trio.SocketStream, peer: str) -> None:
+    async def _upgrade_tls(self, stream: Any, peer: str, first: int) -> tuple[Any, bytes] | None:
+        """The TLS layer of a connection: ``0x04``, a handshake, then the inner first byte.
+
+        Returns the TLS stream and the inner protocol byte, or None when the connection
+        was refused (logged and counted), as Nomad's ``handleConn`` refuses them.
+        """
+        tls = self.tls
+        if tls is None:
+            self._drop(peer, "tls_not_configured", "TLS connection attempted, server not configured for TLS")
+            return None
+        if first != TLS_BYTE:
+            self._drop(peer, "tls_required", f"non-TLS connection (first byte 0x{first:02x}) with tls.rpc set")
+            return None
+        # https_compatible: a peer closing without close_notify reads as a plain EOF, as over
+        # TCP; frames are length-prefixed, so a truncation cannot pass for a whole message.
+        ssl_stream = trio.SSLStream(stream, tls.server, server_side=True, https_compatible=True)
+        with trio.move_on_after(_FIRST_BYTE_TIMEOUT) as scope:
+            try:
+                await ssl_stream.do_handshake()
+                inner = await ssl_stream.receive_some(1)
+            except trio.BrokenResourceError as exc:
+                self._drop(peer, "tls_handshake", str(exc.__cause__ or exc))
+                return None
+        if scope.cancelled_caught:
+            self._drop(peer, "tls_handshake", "timeout")
+            return None
+        if not inner:
+            return None
+        if inner[0] == TLS_BYTE:
+            self._drop(peer, "tls_nested", "TLS inside TLS")
+            return None
+        if (inner[0] == RAFT_BYTE and tls.verify_server_hostname
+                and not verify_peer_name(ssl_stream.getpeercert(), tls.server_name)):
+            self._drop(peer, "raft_tls_name", f"raft peer certificate does not name {tls.server_name}")
+            return None
+        return ssl_stream, inner
+
+    async def _serve_raft(self, stream: trio.abc.Stream, peer: str) -> None:
         reader = FrameReader()
         while True:
             data = await stream.receive_some(65536)
@@ -184,7 +254,7 @@ class RpcServer:
                 self.counters["raft_received"] += 1
                 self._raft_inbound(message)
 
-    async def _serve_rpc(self, stream: trio.SocketStream, peer: str) -> None:
+    async def _serve_rpc(self, stream: trio.abc.Stream, peer: str) -> None:
         reader = FrameReader()
         write_lock = trio.Lock()
         async with trio.open_nursery() as nursery:
@@ -209,7 +279,7 @@ class RpcServer:
                 self.counters["connection_errors"] += 1
                 nursery.cancel_scope.cancel()
 
-    async def _answer(self, stream: trio.SocketStream, lock: trio.Lock, seq: int, method: str,
+    async def _answer(self, stream: trio.abc.Stream, lock: trio.Lock, seq: int, method: str,
                       args: Any) -> None:
         handler = self.handlers.get(method)
         error, result = "", None
@@ -255,7 +325,7 @@ def _peer(stream: trio.SocketStream) -> str:
 
 
 class _RpcConnection:
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.lock = trio.Lock()
         self.pending: dict[int, tuple[trio.Event, list[Any]]] = {}
@@ -266,11 +336,13 @@ class RpcPool:
     """Outbound RPC: one pooled connection per server address, requests multiplexed.
 
     ``local_ip`` binds outgoing connections to this node's address, so peers (and their
-    fault filters) see which node dials them on a loopback cluster.
+    fault filters) see which node dials them on a loopback cluster. ``tls`` (``tls.rpc``)
+    makes every connection ``0x04`` + TLS (see ``dial``).
     """
 
-    def __init__(self, local_ip: str | None = None) -> None:
+    def __init__(self, local_ip: str | None = None, *, tls: RpcTLS | None = None) -> None:
         self.local_ip = local_ip
+        self.tls = tls
         self._connections: dict[str, _RpcConnection] = {}
         self._dialing: dict[str, trio.Lock] = {}
         self._seq = itertools.count(1)
@@ -332,13 +404,11 @@ class RpcPool:
             connection = self._connections.get(address)
             if connection is not None and not connection.broken:
                 return connection
-            host, port = split_address(address)
             try:
-                with trio.fail_after(_DIAL_TIMEOUT):
-                    stream = await trio.open_tcp_stream(host, port, local_address=self.local_ip)
-                await stream.send_all(bytes([RPC_BYTE]))
+                stream = await dial(address, RPC_BYTE, local_ip=self.local_ip, tls=self.tls)
             except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError) as exc:
-                raise RpcUnavailable(f"rpc error: dial tcp {address}: {exc}", sent=False) from None
+                reason = exc.__cause__ or exc   # a failed TLS handshake carries its ssl error
+                raise RpcUnavailable(f"rpc error: dial tcp {address}: {reason}", sent=False) from None
             connection = _RpcConnection(stream)
             self._connections[address] = connection
             assert self._nursery is not None, "RpcPool.run must be started first"
@@ -372,8 +442,9 @@ class RpcPool:
 class RaftTransport:
     """Outbound raft messages: one connection and one bounded queue per peer address."""
 
-    def __init__(self, local_ip: str | None = None) -> None:
+    def __init__(self, local_ip: str | None = None, *, tls: RpcTLS | None = None) -> None:
         self.local_ip = local_ip
+        self.tls = tls
         self._queues: dict[str, trio.MemorySendChannel[bytes]] = {}
         self._nursery: trio.Nursery | None = None
         self.fault_hook: FaultHook | None = None
@@ -423,9 +494,17 @@ class RaftTransport:
         while True:
             payload = await queue.receive()
             try:
-                host, port = split_address(address)
-                with trio.fail_after(_DIAL_TIMEOUT):
-                    stream = await trio.open_tcp_stream(host, port, local_address=self.local_ip)
+                stream = await dial(address, RAFT_BYTE, local_ip=self.local_ip, tls=self.tls,
+                                    send_protocol=False)
+            except trio.BrokenResourceError as exc:   # the TLS handshake failed
+                self.counters["tls_errors"] += 1
+                if backoff == 0.05:   # once per failing streak, not per retry
+                    log.warning("raft dial refused by TLS address=%s error=%s", address,
+                                exc.__cause__ or exc)
+                _drain(queue)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
             except (OSError, trio.TooSlowError, ValueError):
                 self.counters["dial_errors"] += 1
                 _drain(queue)   # raft resends what matters; stale frames only delay it
@@ -447,6 +526,38 @@ class RaftTransport:
                         self.counters["sent"] += len(batch)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 self.counters["write_errors"] += 1
+
+
+async def dial(address: str, protocol: int, *, local_ip: str | None = None, tls: RpcTLS | None = None,
+               send_protocol: bool = True) -> trio.abc.Stream:
+    """Open an rpc-port connection to ``address`` for ``protocol`` (``RPC_BYTE``...).
+
+    Plain: TCP, then the protocol byte. With ``tls``: TCP, ``0x04``, a TLS handshake
+    that presents our certificate and verifies the server's, then the protocol byte
+    inside TLS. With ``send_protocol=False`` the caller sends the protocol byte itself
+    with its first frame (one write). The whole dial is bounded by the dial timeout.
+
+    Raises:
+        OSError, trio.TooSlowError: no connection.
+        trio.BrokenResourceError: the TLS handshake failed (its ``__cause__`` says why).
+        ValueError: ``address`` is not ``ip:port``.
+    """
+    host, port = split_address(address)
+    with trio.fail_after(_DIAL_TIMEOUT):
+        stream = await trio.open_tcp_stream(host, port, local_address=local_ip)
+        try:
+            out: trio.abc.Stream = stream
+            if tls is not None:
+                await stream.send_all(bytes([TLS_BYTE]))
+                out = trio.SSLStream(stream, tls.client, server_hostname=tls.server_name,
+                                     https_compatible=True)   # as in RpcServer._upgrade_tls
+                await out.do_handshake()
+            if send_protocol:
+                await out.send_all(bytes([protocol]))
+            return out
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
 
 
 def _drain(queue: trio.MemoryReceiveChannel[bytes]) -> None:

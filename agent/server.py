@@ -33,6 +33,7 @@ from raftlite.types import Configuration, Role
 
 from .config import AgentConfig
 from .rpc import NOT_LEADER, RaftTransport, RpcError, RpcPool, RpcServer, RpcUnavailable
+from .tlsutil import RpcTLS
 from .servers import (Autopilot, AutopilotConfig, RaftChange, ServerParts, bootstrap_configuration,
                       bootstrap_plan, min_raft_version, parse_server, reconcile)
 from .state import StateStore, encode_command
@@ -45,6 +46,10 @@ RECONCILE_INTERVAL = 60.0
 AUTOPILOT_INTERVAL = 10.0
 """Nomad's autopilot interval (agent-api.md 5.4): promotion and dead-server cleanup."""
 APPLY_TIMEOUT = 10.0
+ADD_PING_TIMEOUT = 2.0
+"""How long the leader waits for a new server's Status.Ping before leaving it out of raft."""
+UNREACHABLE_RETRY = 5.0
+"""Seconds before the leader tries again to add a server that did not answer its ping."""
 HOLD_TIMEOUT = 5.0
 """How long a forwarded request waits for a leader to appear (Nomad's RPCHoldTimeout)."""
 BOOTSTRAP_PEER_ATTEMPTS = 6
@@ -97,9 +102,11 @@ class ServerRuntime:
         config: the agent's settings.
         node_id: the server's UUID (its raft id under protocol 3).
         gossip: the running gossip handle (members, force-leave).
+        rpc_tls: with ``tls.rpc``: the contexts for the rpc port, raft and rpc dials.
     """
 
-    def __init__(self, config: AgentConfig, node_id: str, gossip: GossipHandle) -> None:
+    def __init__(self, config: AgentConfig, node_id: str, gossip: GossipHandle, *,
+                 rpc_tls: RpcTLS | None = None) -> None:
         self.config = config
         self.node_id = node_id
         self.gossip = gossip
@@ -123,15 +130,15 @@ class ServerRuntime:
                                                   {"node": config.member_name}),
                         now=trio.current_time(),
                         aliases=[self.raft_address] if self.server_id != self.raft_address else [])
-        self.transport = RaftTransport(local_ip=self._local_ip())
+        self.transport = RaftTransport(local_ip=self._local_ip(), tls=rpc_tls)
         from .scheduling import SchedulingRuntime   # it imports this module's types
         self.scheduling = SchedulingRuntime(self)
         self.raft = RaftHandle(core, self.storage, self.transport,
                                _HookedState(self.state, self.scheduling.on_applied),
                                persist_in_thread=isinstance(self.storage, FileStorage),
                                on_role=self._on_role)
-        self.pool = RpcPool(local_ip=self._local_ip())
-        self.rpc = RpcServer(self._handlers(), self.raft.deliver_nowait)
+        self.pool = RpcPool(local_ip=self._local_ip(), tls=rpc_tls)
+        self.rpc = RpcServer(self._handlers(), self.raft.deliver_nowait, tls=rpc_tls)
         self.autopilot = Autopilot(AutopilotConfig())
         self.bootstrapped = self.had_state
         self._bootstrapping = False
@@ -317,25 +324,49 @@ class ServerRuntime:
             now = trio.current_time()
             if now >= next_reconcile or self._leader_kick.is_set():
                 self._leader_kick = trio.Event()
-                await self._reconcile_all()
+                all_reachable = await self._reconcile_all()
                 if now >= next_reconcile:
                     next_reconcile = now + RECONCILE_INTERVAL
+                if not all_reachable:
+                    next_reconcile = min(next_reconcile, now + UNREACHABLE_RETRY)
             if now >= next_autopilot:
                 await self._autopilot_round()
                 next_autopilot = trio.current_time() + AUTOPILOT_INTERVAL
             with trio.move_on_at(min(next_reconcile, next_autopilot)):
                 await self._leader_kick.wait()
 
-    async def _reconcile_all(self) -> None:
-        """Apply reconcile changes one at a time until there are none (bounded)."""
+    async def _reconcile_all(self) -> bool:
+        """Apply reconcile changes one at a time until there are none (bounded).
+
+        A server is added to the configuration only once it answers ``Status.Ping`` on
+        its rpc port, so one this leader cannot talk to (down already, or with
+        ``tls.rpc``, not trusted by the cluster's CA) never enters it; it is tried
+        again sooner than the reconcile interval. Returns False when one was skipped so.
+        """
+        unreachable: set[str] = set()
         for _ in range(3 * max(len(self.servers()), 1) + 3):
             changes = reconcile(self.servers(), self.raft.core.configuration,
                                 self_id=self.server_id, region=self.config.region,
                                 reaped=sorted(self._reaped))
+            changes = [c for c in changes if c.id not in unreachable]
             if not changes:
-                return
-            if not await self._apply_change(changes[0]):
-                return
+                break
+            change = changes[0]
+            if change.op in ("add_nonvoter", "add_voter") and not await self._answers_ping(change):
+                unreachable.add(change.id)
+                continue
+            if not await self._apply_change(change):
+                break
+        return not unreachable
+
+    async def _answers_ping(self, change: RaftChange) -> bool:
+        try:
+            await self.pool.call(change.address, "Status.Ping", {}, timeout=ADD_PING_TIMEOUT)
+        except (RpcError, RpcUnavailable) as exc:
+            log.warning("not adding server to raft: it does not answer on its rpc port "
+                        "id=%s address=%s error=%s", change.id, change.address, exc)
+            return False
+        return True
 
     async def _apply_change(self, change: RaftChange) -> bool:
         operations: dict[str, Callable[[RaftCore, float], int]] = {
