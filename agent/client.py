@@ -281,6 +281,7 @@ class ClientRuntime:
         servers: server addresses from ``-servers``; when empty, the saved list is used.
         data_dir: where ``client/node-id`` and ``client/servers.json`` live (or None).
         http_addr: this agent's HTTP ``ip:port``, put in the Node record.
+        rpc_addr: this agent's rpc ``ip:port`` (``RPCAddr``: where servers reach it by node_id).
         rng: heartbeat jitter.
     Raises:
         ClientStateError: the data dir's client files are unusable.
@@ -290,7 +291,7 @@ class ClientRuntime:
     def __init__(self, config: Any, *, pool: RpcPool, servers: Sequence[str], data_dir: str | None,
                  node_name: str, datacenter: str, node_class: str = "",
                  meta: Mapping[str, str] = {}, resources: Mapping[str, int] | None = None,
-                 http_addr: str, rng: random.Random) -> None:
+                 http_addr: str, rng: random.Random, rpc_addr: str = "") -> None:
         self.config = config
         self.pool = pool
         self.data_dir = data_dir or None
@@ -300,6 +301,7 @@ class ClientRuntime:
         self.meta = dict(meta)
         self.resources = dict(resources) if resources is not None else host_resources()
         self.http_addr = http_addr
+        self.rpc_addr = rpc_addr
         self.rng = rng
         self.node_id = load_client_node_id(self.data_dir)
         given = [format_address(*normalise_server_address(s)) for s in servers]
@@ -335,6 +337,7 @@ class ClientRuntime:
             "NodeResources": {"CPU": int(self.resources.get("CPU", 0)),
                               "MemoryMB": int(self.resources.get("MemoryMB", 0))},
             "Status": "ready", "SchedulingEligibility": "eligible", "HTTPAddr": self.http_addr,
+            "RPCAddr": self.rpc_addr,
             "CreateIndex": 0, "ModifyIndex": 0, "StatusUpdatedAt": time.time_ns(),
         }
 
