@@ -13,7 +13,8 @@ FORBIDDEN_IN_CORES = {"trio", "asyncio", "socket", "threading", "subprocess", "p
                       "time", "secrets", "uuid", "quart", "quart_trio", "hypercorn"}
 DRIVER_FILES = {"driver.py"}
 PURE_AGENT_MODULES = ("agent/node.py", "agent/faults.py", "agent/state.py", "agent/servers.py",
-                      "agent/state_sched.py", "agent/jobspec.py")
+                      "agent/state_sched.py", "agent/jobspec.py", "agent/metrics.py", "agent/acl.py",
+                      "agent/state_acl.py")
 
 
 def python_files(folder: str) -> list[Path]:
