@@ -1,13 +1,13 @@
 """``GET /v1/agent/self``: the agent's configuration, its member, and its stats sections.
 
 agent-api.md section 3.3. Every value in ``stats`` is a string. The ``config`` object
-holds the keys shoal has settings for, with Nomad's Go field names and nanosecond
-durations; the remaining keys of Nomad's full configuration arrive with the config
-file support of issue 5.
+is Nomad 1.9.7's whole agent configuration (``self_config.go_config``), with Go field
+names, nanosecond durations and secrets redacted.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .. import __version__, revision
+from .self_config import go_config
 
 if TYPE_CHECKING:
     from gossip.driver import GossipHandle
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["go_duration", "self_document"]
 
 _NS = 1_000_000_000
+_GO_MAX_DURATION = "2562047h47m16.854775807s"
+"""``time.Duration(math.MaxInt64)``: what Nomad shows as ``last_heartbeat`` before the first one."""
 
 
 def go_duration(seconds: float) -> str:
@@ -63,38 +65,6 @@ def _strings(section: dict[str, Any]) -> dict[str, str]:
     for key, value in section.items():
         out[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return out
-
-
-def config_section(config: AgentConfig, node_id: str) -> dict[str, Any]:
-    """The subset of Nomad's agent config that shoal has settings for, with Go names."""
-    server_join = {"StartJoin": list(config.join), "RetryJoin": list(config.retry_join),
-                   "RetryMaxAttempts": config.retry_max,
-                   "RetryInterval": int(config.retry_interval * _NS)}
-    advertise = config.advertise
-    return {
-        "Region": config.region, "Datacenter": config.datacenter, "NodeName": config.node,
-        "DataDir": config.data_dir, "LogLevel": config.log_level, "BindAddr": config.bind,
-        "EnableDebug": config.dev,
-        "Ports": {"HTTP": config.http_port, "RPC": config.rpc_port, "Serf": config.serf_port},
-        "Addresses": {"HTTP": config.bind, "RPC": config.bind, "Serf": config.bind},
-        "AdvertiseAddrs": {"HTTP": f"{advertise}:{config.http_port}",
-                           "RPC": f"{advertise}:{config.rpc_port}",
-                           "Serf": f"{advertise}:{config.serf_port}" if config.is_server else ""},
-        "Client": {"Enabled": config.is_client},
-        "Server": {"Enabled": config.is_server, "BootstrapExpect": config.bootstrap_expect,
-                   "DataDir": config.data_dir, "RaftProtocol": config.raft_protocol,
-                   "RaftMultiplier": config.raft_multiplier, "NonVotingServer": False,
-                   "RaftSnapshotThreshold": config.raft_snapshot_threshold,
-                   "RaftTrailingLogs": config.raft_trailing_logs,
-                   "StartJoin": list(config.join), "RetryJoin": list(config.retry_join),
-                   "RetryMaxAttempts": config.retry_max,
-                   "RetryInterval": int(config.retry_interval * _NS), "ServerJoin": server_join},
-        "LeaveOnInt": config.leave_on_interrupt, "LeaveOnTerm": config.leave_on_terminate,
-        "DevMode": config.dev,
-        "Version": {"BuildDate": "", "Revision": revision(), "Version": __version__,
-                    "VersionPrerelease": "", "VersionMetadata": ""},
-        "Files": None,
-    }
 
 
 def nomad_stats(config: AgentConfig, server: ServerRuntime, handle: GossipHandle) -> dict[str, str]:
@@ -147,19 +117,23 @@ def serf_stats(handle: GossipHandle) -> dict[str, str]:
     })
 
 
-def runtime_stats() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def _runtime_constants() -> tuple[str, str, str, str]:
+    """kernel.name, arch, version, cpu_count: fixed for the life of the process."""
     machine = platform.machine().lower()
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
     version = "python" + ".".join(str(p) for p in sys.version_info[:3])
+    return (sys.platform.rstrip("0123456789") or sys.platform, arch, version, str(os.cpu_count() or 1))
+
+
+def runtime_stats() -> dict[str, str]:
+    kernel, arch, version, cpu_count = _runtime_constants()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         usable = os.cpu_count() or 1
-    tasks = _task_count()
-    return _strings({"kernel.name": sys.platform.rstrip("0123456789") or sys.platform,
-                     "arch": arch, "version": version, "max_procs": usable,
-                     "goroutines": tasks + threading.active_count(),
-                     "cpu_count": os.cpu_count() or 1})
+    return {"kernel.name": kernel, "arch": arch, "version": version, "max_procs": str(usable),
+            "goroutines": str(_task_count() + threading.active_count()), "cpu_count": cpu_count}
 
 
 def _task_count() -> int:
@@ -178,8 +152,11 @@ def _task_count() -> int:
 
 def client_stats(client: Any) -> dict[str, str]:
     """``stats.client`` (agent-api.md 3.3.3): node id, servers, allocations, heartbeat."""
-    since = ("" if client.last_heartbeat is None
-             else go_duration(max(trio.current_time() - client.last_heartbeat, 0.0)))
+    if client.last_heartbeat is None:
+        # Nomad prints time.Since of the zero time, which saturates at Go's largest duration.
+        since = _GO_MAX_DURATION
+    else:
+        since = go_duration(max(trio.current_time() - client.last_heartbeat, 0.0))
     return _strings({"node_id": client.node_id, "known_servers": ",".join(sorted(client.servers())),
                      "num_allocations": client.num_allocations, "last_heartbeat": since,
                      "heartbeat_ttl": go_duration(client.heartbeat_ttl)})
@@ -198,4 +175,4 @@ def self_document(config: AgentConfig, node_id: str, handle: GossipHandle | None
         stats["serf"] = serf_stats(handle)
         stats["vault"] = None
     stats["runtime"] = runtime_stats()
-    return {"config": config_section(config, node_id), "member": member, "stats": stats}
+    return {"config": go_config(config), "member": member, "stats": stats}
