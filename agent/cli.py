@@ -2,10 +2,13 @@
 
 Exit codes as Nomad's: 0 success, 1 any error (bad flag, usage, connection, API
 error). Errors go to stderr on one line. This module is the only one that
-configures logging handlers (stderr, ``<time> [LEVEL] logger: message``).
+configures logging handlers (stderr, hclog lines: ``agent/logfmt.py``).
 
 Client commands reach the agent at ``-address`` or ``$SHOAL_ADDR``
-(default ``http://127.0.0.1:4646``) with the standard library's HTTP client.
+(default ``http://127.0.0.1:4646``) with the standard library's HTTP client. The
+ACL token comes from ``$SHOAL_TOKEN`` (sent as ``X-Nomad-Token``); for an
+``https://`` address the CA comes from ``$SHOAL_CACERT`` and an optional client
+certificate from ``$SHOAL_CLIENT_CERT`` / ``$SHOAL_CLIENT_KEY``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +44,10 @@ Commands:
     var put|get|list|purge Write and read Nomad Variables (replicated through raft)
     job run FILE.json      Register a (simulated) job; job status [ID]; job stop ID
     node status [ID]       List client nodes, or show one
+    agent-info             Show the agent's stats sections (/v1/agent/self)
+    monitor                Stream the agent's logs (-log-level, -server-id, -node-id, -json)
+    acl bootstrap|policy apply|token create|token self|token list   ACL tokens and policies
+    tls ca create | tls cert create -server|-client|-cli           Write a CA and certificates
     version                Print the version
 """
 
@@ -50,23 +56,25 @@ class CommandError(Exception):
     """A client command failed: print the message on stderr, exit 1."""
 
 
-class _UtcFormatter(logging.Formatter):
-    converter = time.gmtime
+def configure_logging(level: str, json: bool = False) -> None:
+    """Send every log record at ``level`` or above to stderr as hclog lines.
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
-        return f"{stamp}.{int(record.msecs):03d}Z"
+    Text lines, or JSON objects with ``json`` (``log_json``), as ``agent/logfmt.py``
+    writes them. The monitor's broadcaster (``agent/monitor.py``) goes on the root
+    logger too; it lowers the root level while a ``/v1/agent/monitor`` stream asks for
+    more detail, which is why the stderr handler carries ``level`` itself.
+    """
+    from .logfmt import HclogFormatter
+    from .monitor import install_broadcaster
 
-
-def configure_logging(level: str) -> None:
-    """Send every log record at ``level`` or above to stderr, one line each."""
     logging.addLevelName(LOG_LEVELS["TRACE"], "TRACE")
     logging.addLevelName(logging.WARNING, "WARN")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_UtcFormatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    handler.setFormatter(HclogFormatter(json=json))
+    handler.setLevel(LOG_LEVELS[level])
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(LOG_LEVELS[level])
+    install_broadcaster(root, LOG_LEVELS[level])   # sets the root level
     # hypercorn's per-request chatter only at DEBUG
     logging.getLogger("hypercorn").setLevel(max(LOG_LEVELS[level], logging.WARNING))
 
@@ -89,6 +97,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_var_command(rest)
         if command in ("job", "node"):
             return run_job_command(command, rest)
+        if command == "acl":
+            from .cli_acl import run_acl_command
+            return run_acl_command(rest)
+        if command == "tls":
+            from .cli_tls import run_tls_command
+            return run_tls_command(rest)
+        if command == "agent-info":
+            from .cli_info import agent_info
+            return agent_info(rest)
+        if command == "monitor":
+            from .cli_monitor import monitor
+            return monitor(rest)
         if command in ("version", "-version", "--version"):
             print(f"shoal v{__version__}")
             return 0
@@ -103,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_agent_command(argv: Sequence[str]) -> int:
     config = parse_agent_args(argv)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, json=config.log_json)
     import trio
 
     from .runtime import AgentRuntime, StartupError
@@ -246,15 +266,39 @@ def http_request(address: str, method: str, path: str,
     url = address + path + ("?" + urllib.parse.urlencode(list(query)) if query else "")
     data = body if body is not None else (b"" if method in ("PUT", "POST") else None)
     headers = {"Content-Type": "application/json"} if body is not None else {}
+    token = os.environ.get("SHOAL_TOKEN", "").strip()
+    if token:
+        headers["X-Nomad-Token"] = token
     request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60, context=https_context(address)) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CommandError(f"Error querying agent at {address}: {reason}") from None
+
+
+def https_context(address: str) -> Any:
+    """The TLS context for an ``https://`` agent address (None for plain HTTP).
+
+    Verifies against ``$SHOAL_CACERT`` when set (else the system CAs) and presents
+    ``$SHOAL_CLIENT_CERT``/``$SHOAL_CLIENT_KEY`` when both are set.
+    """
+    if not address.startswith("https://"):
+        return None
+    import ssl
+
+    cafile = os.environ.get("SHOAL_CACERT") or None
+    context = ssl.create_default_context(cafile=cafile)
+    cert, key = os.environ.get("SHOAL_CLIENT_CERT"), os.environ.get("SHOAL_CLIENT_KEY")
+    if cert and key:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise CommandError(f"Error loading client certificate {cert}: {exc}") from None
+    return context
 
 
 def _expect_ok(status: int, body: bytes, what: str) -> None:
@@ -279,29 +323,41 @@ def server_members(argv: Sequence[str]) -> int:
     except LeaderLookupError as exc:   # Nomad prints the table, then the warning, and exits 1
         lookup_error, leaders = exc, exc.leaders
     members.sort(key=lambda m: (m["Tags"].get("region", ""), m["Tags"].get("dc", ""), m["Name"]))
-    if args.json:
-        if leaders is not None:
-            for member in members:
-                member["Tags"]["Leader"] = str(is_leader(member, leaders)).lower()
+    if args.json:   # Nomad ignores a leader-lookup failure here and exits 0
+        for member in members:
+            member["Tags"]["Leader"] = str(is_leader(member, leaders or {})).lower()
+            member["Tags"] = dict(sorted(member["Tags"].items()))   # Go writes map keys sorted
         print(json.dumps(members, indent=4))
-    else:
-        print(format_members(members, leaders, detailed=args.detailed or args.verbose))
+        return 0
+    print(format_members(members, leaders, detailed=args.detailed or args.verbose))
     if lookup_error is not None:
+        print("")
         print(str(lookup_error), file=sys.stderr)
         return 1
     return 0
 
 
 def find_leaders(address: str, members: list[dict[str, Any]]) -> dict[str, str] | None:
-    """Region -> leader "ip:port" from /v1/status/leader; None if the agent does not serve it."""
+    """Region -> leader "ip:port" from /v1/status/leader, for each region of a non-left member.
+
+    Raises:
+        LeaderLookupError: some regions failed (every region is still tried, as Nomad
+            does); it carries the leaders found and the errors in multierror layout.
+    """
+    from .join import multierror
+
     leaders: dict[str, str] = {}
+    errors: list[str] = []
     regions = sorted({m["Tags"].get("region", "") for m in members if m["Status"] != "left"})
     for region in regions:
         status, body = http_request(address, "GET", "/v1/status/leader", [("region", region)])
         if status != 200:
-            raise LeaderLookupError(leaders, f"Error determining leaders: Unexpected response code: "
-                                             f"{status} ({body.decode(errors='replace')})")
+            errors.append(f'Region "{region}": Unexpected response code: {status} '
+                          f'({body.decode(errors="replace")})')
+            continue
         leaders[region] = json.loads(body)
+    if errors:
+        raise LeaderLookupError(leaders, f"Error determining leaders: {multierror(errors)}")
     return leaders
 
 
@@ -315,7 +371,9 @@ class LeaderLookupError(Exception):
 
 def is_leader(member: dict[str, Any], leaders: dict[str, str]) -> bool:
     region = member["Tags"].get("region", "")
-    return leaders.get(region) == f"{member['Addr']}:{member['Tags'].get('port', '')}"
+    host, port = member["Addr"], member["Tags"].get("port", "")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"   # Go's net.JoinHostPort
+    return region in leaders and leaders[region] == address
 
 
 def format_members(members: list[dict[str, Any]], leaders: dict[str, str] | None, *,
@@ -336,7 +394,7 @@ def format_members(members: list[dict[str, Any]], leaders: dict[str, str] | None
             row.append(str(is_leader(member, leaders)).lower())
         if detailed:
             row.append(str(member["ProtocolCur"]))
-        row += [tags.get("raft_vsn", "unknown"), tags.get("build", ""), tags.get("dc", ""),
+        row += [tags.get("raft_vsn", ""), tags.get("build", ""), tags.get("dc", ""),
                 tags.get("region", "")]
         if detailed:
             row.append(",".join(f"{k}={v}" for k, v in sorted(tags.items())))

@@ -41,9 +41,10 @@ from raftlite.errors import StorageCorrupt
 
 from .faults import FaultFilter
 from .identity import IdentityError, load_or_create_uuid
-from .client import ClientRuntime, ClientStateError
-from .rpc import RpcPool
+from .client import ClientRuntime, ClientStateError, format_address
+from .rpc import RpcPool, RpcServer
 from .server import ServerRuntime
+from .tlsutil import HttpTLS, RpcTLS, TLSConfigError, http_ssl_config, rpc_tls as build_rpc_tls
 
 __all__ = ["AgentRuntime", "RunningAgent", "StartupError", "load_node_id"]
 
@@ -96,6 +97,14 @@ def load_node_id(config: AgentConfig) -> str:
         raise StartupError(str(exc)) from None
 
 
+def load_tls(config: AgentConfig) -> tuple[HttpTLS | None, RpcTLS | None]:
+    """The ``tls`` block's HTTPS settings and rpc contexts; a bad file is a StartupError."""
+    try:
+        return http_ssl_config(config), build_rpc_tls(config)
+    except TLSConfigError as exc:
+        raise StartupError(str(exc)) from None
+
+
 def _bind_http(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -127,6 +136,9 @@ class AgentRuntime:
         self.server: ServerRuntime | None = None
         self.client: ClientRuntime | None = None
         self.faults: FaultFilter | None = None
+        self.http_tls: HttpTLS | None = None
+        self.rpc_tls: RpcTLS | None = None
+        """With ``tls.rpc``: every rpc listener and pool of this agent uses these contexts."""
         self._exit_code: int | None = None
         self._exit = trio.Event()
         self._facts_send, self._facts_receive = trio.open_memory_channel[Output](_FACT_BUFFER)
@@ -142,6 +154,8 @@ class AgentRuntime:
         """Run until a signal, a shutdown request or ``request_exit``; returns the exit status."""
         config = self.config
         node_id = load_node_id(config)
+        self.http_tls, self.rpc_tls = load_tls(config)
+        rpc_tls = self.rpc_tls
         http_sock = _bind_http(config.bind, config.http_port)
         sockets = None
         rpc_listener = None
@@ -157,10 +171,14 @@ class AgentRuntime:
                                        f"{exc.strerror or exc}") from None
                 self.handle = self._build_gossip(node_id, sockets.port)
                 try:
-                    self.server = ServerRuntime(config, node_id, self.handle)
+                    self.server = ServerRuntime(config, node_id, self.handle, rpc_tls=rpc_tls)
                 except (StorageCorrupt, OSError) as exc:
                     raise StartupError(f"Error loading raft state from {config.data_dir}/raft: "
                                        f"{exc}") from None
+            elif config.is_client:   # client-only: its rpc port serves the agent RPC extensions
+                rpc_listener = await self._bind_rpc()
+                if config.rpc_port == 0:
+                    config = self.config = replace(config, rpc_port=rpc_listener.socket.getsockname()[1])
         except BaseException:
             http_sock.close()
             if rpc_listener is not None:
@@ -177,13 +195,21 @@ class AgentRuntime:
         client_pool = None
         if config.is_client:
             client_pool = self.server.pool if self.server is not None else RpcPool(
-                local_ip=None if config.bind in ("0.0.0.0", "::") else config.bind)
+                local_ip=None if config.bind in ("0.0.0.0", "::") else config.bind, tls=rpc_tls)
             try:
                 self.client = self._build_client(client_pool)
             except (ClientStateError, ValueError) as exc:
                 http_sock.close()
+                if self.server is None and rpc_listener is not None:
+                    await rpc_listener.aclose()
                 raise StartupError(f"Error starting client: {exc}") from None
         api = AgentAPI(config, self.handle, server=self.server, faults=self.faults, client=self.client)
+        if self.server is not None:
+            from .agent_rpc import agent_rpc_handlers
+            self.server.rpc.handlers.update(agent_rpc_handlers(api))
+            from .monitor_rpc import stream_handlers
+            self.server.rpc.stream_handlers.update(stream_handlers(api))
+        client_rpc = None if self.server is not None else _client_rpc_server(api, rpc_tls)
         async with trio.open_nursery() as nursery:
             if self.handle is not None and sockets is not None:
                 if self.faults is not None:
@@ -198,6 +224,9 @@ class AgentRuntime:
                 if self.server is None:
                     await nursery.start(client_pool.run)
                 await nursery.start(self.client.run)
+            if client_rpc is not None and rpc_listener is not None:
+                client_rpc.fault_hook = self.faults
+                await nursery.start(client_rpc.serve, rpc_listener)
             http_address = await nursery.start(self._serve_http, api, http_sock)
             if self.handle_signals:
                 await nursery.start(self._watch_signals)
@@ -232,6 +261,7 @@ class AgentRuntime:
                              node_name=config.node, datacenter=config.datacenter,
                              node_class=config.node_class, meta=dict(config.meta), resources=resources,
                              http_addr=f"{config.advertise}:{config.http_port}",
+                             rpc_addr=format_address(config.advertise, config.rpc_port),
                              rng=random.Random(f"{seed}/{config.node}/client"))
 
     async def _bind_rpc(self) -> trio.SocketListener:
@@ -307,6 +337,14 @@ class AgentRuntime:
         hconfig.errorlog = logging.getLogger("hypercorn.error")
         hconfig.graceful_timeout = 1.0
         hconfig.include_server_header = False
+        if self.http_tls is not None:   # tls.http: the adopted socket serves HTTPS only
+            hconfig.certfile = self.http_tls.certfile
+            hconfig.keyfile = self.http_tls.keyfile
+            hconfig.ca_certs = self.http_tls.ca_certs
+            hconfig.verify_mode = self.http_tls.verify_mode
+            # HTTP/1.1 only: the API's streams (monitor, pprof) and headers behave as over
+            # plain HTTP, and h2's hpack does not log every header at DEBUG.
+            hconfig.alpn_protocols = ["http/1.1"]
         app = create_app(api)
         await serve(app, hconfig, shutdown_trigger=trio.sleep_forever,  # type: ignore[arg-type]
                     task_status=_Adapt(task_status, address))
@@ -378,6 +416,20 @@ class AgentRuntime:
             return 0
         log.error("graceful leave did not finish")
         return 1
+
+
+def _client_rpc_server(api: AgentAPI, tls: Any) -> RpcServer:
+    """A client-only agent's rpc listener: the agent RPC extensions (host, pprof, monitor)
+    that servers forward to it by ``node_id``; raft frames have no business here."""
+    from .agent_rpc import agent_rpc_handlers
+    from .monitor_rpc import stream_handlers
+
+    def refuse_raft(message: Any) -> None:
+        log.debug("raft message dropped: not a server source=%s", message.source_address)
+
+    server = RpcServer(agent_rpc_handlers(api), refuse_raft, tls=tls)
+    server.stream_handlers.update(stream_handlers(api))
+    return server
 
 
 class _Adapt:

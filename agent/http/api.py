@@ -6,9 +6,7 @@ Results are plain dicts in Nomad's key order, ready for JSON; failures are
 
 from __future__ import annotations
 
-import datetime
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +51,6 @@ def member_json(member: Member) -> dict[str, Any]:
         "DelegateMax": member.delegate_max,
         "DelegateCur": member.delegate_cur,
     }
-
-
-def metrics_timestamp(now: datetime.datetime) -> str:
-    """go-metrics' interval stamp: Go's ``time.Time.String`` of the UTC second."""
-    return now.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 
 class ClusterMixin:
@@ -179,9 +172,23 @@ class AgentAPI(ClusterMixin, SchedulingMixin):
         self.is_server = handle is not None
         self._started = trio.current_time() if _in_trio() else 0.0
 
-    def members(self) -> dict[str, Any]:
+    async def members(self, auth_token: str = "") -> dict[str, Any]:
+        """``/v1/agent/members``: a server's own view; a client-only agent asks one of its
+        servers (RPC ``Agent.Members``, which checks node:read on ``auth_token``)."""
         if self.handle is None:
-            # A client-only agent would ask one of its servers; shoal's client has none yet.
+            if self.client is None:
+                raise ApiError(500, "no servers")
+            from ..agent_info_rpc import api_error_from_rpc
+
+            try:
+                return await self.client.call("Agent.Members", {"AuthToken": auth_token})
+            except RpcError as exc:
+                raise api_error_from_rpc(str(exc)) from None
+        return self.local_members()
+
+    def local_members(self) -> dict[str, Any]:
+        """This server's gossip members (agent-api.md 3.1)."""
+        if self.handle is None:
             raise ApiError(500, "no servers")
         return {
             "ServerName": self.config.node,
@@ -219,43 +226,6 @@ class AgentAPI(ClusterMixin, SchedulingMixin):
                   else dict(EMPTY_MEMBER))
         node_id = self.server.node_id if self.server is not None else ""
         return self_document(self.config, node_id, self.handle, self.server, member, self.client)
-
-    def metrics(self) -> dict[str, Any]:
-        """Nomad's ``/v1/metrics`` shape: every gossip counter and a few gauges."""
-        labels: dict[str, str] = {}
-        gauges: list[dict[str, Any]] = []
-        counters: list[dict[str, Any]] = []
-        if self.handle is not None:
-            stats = self.handle.stats()
-            statuses = Counter(str(member.status) for member in self.handle.members())
-            gauge_values = {"shoal.gossip.members": stats.members,
-                            "shoal.gossip.health_score": stats.health_score,
-                            "shoal.gossip.incarnation": stats.incarnation}
-            for status in ("alive", "leaving", "left", "failed"):
-                gauge_values[f"shoal.gossip.members.{status}"] = statuses.get(status, 0)
-            gauges = [{"Name": name, "Value": float(value), "Labels": labels}
-                      for name, value in gauge_values.items()]
-            uptime = max(trio.current_time() - self._started, 1e-9) if _in_trio() else 1.0
-            # Each counter is cumulative since start, as if incremented by 1 each time.
-            counter_values = {f"shoal.gossip.{name}": value for name, value in stats.counters.items()}
-            if self.server is not None:
-                raft_gauges, raft_counters = self.server.metric_values()
-                gauges += [{"Name": name, "Value": value, "Labels": labels}
-                           for name, value in raft_gauges.items()]
-                counter_values.update(raft_counters)
-            if self.faults_filter is not None:
-                counter_values.update({f"shoal.faults.{k}": v
-                                       for k, v in self.faults_filter.stats().items()})
-            counters = [{"Name": name, "Count": value, "Rate": value / uptime,
-                         "Sum": float(value), "Min": 1.0, "Max": 1.0, "Mean": 1.0,
-                         "Stddev": 0.0, "Labels": labels}
-                        for name, value in sorted(counter_values.items())]
-        return {
-            "Timestamp": metrics_timestamp(datetime.datetime.now(datetime.timezone.utc)),
-            "Gauges": gauges,
-            "Counters": counters,
-            "Samples": [],
-        }
 
 
 def _in_trio() -> bool:

@@ -17,11 +17,14 @@ from quart_trio import QuartTrio
 
 from ..config import parse_go_bool, parse_go_duration
 from .api import ApiError
+from .auth import request_token, require
 
 __all__ = ["create_app", "AgentFacade"]
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 _TEXT = "text/plain; charset=utf-8"
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body read (1 MiB); a longer one is 413 ``Request body too large``."""
 
 
 class AgentFacade(Protocol):
@@ -29,13 +32,11 @@ class AgentFacade(Protocol):
 
     is_server: bool
 
-    def members(self) -> dict[str, Any]: ...
+    async def members(self, auth_token: str = "") -> dict[str, Any]: ...
 
     async def join(self, addresses: Sequence[str]) -> dict[str, Any]: ...
 
     async def force_leave(self, node: str, prune: bool) -> None: ...
-
-    def metrics(self) -> dict[str, Any]: ...
 
 
 def error_response(status: int, message: str) -> Response:
@@ -91,6 +92,11 @@ def create_app(api: AgentFacade) -> QuartTrio:
     """The quart-trio application serving ``api``."""
     app = QuartTrio("shoal")
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES   # quart raises 413 when a body is read
+
+    @app.errorhandler(413)
+    async def _too_large(_error: Exception) -> Response:
+        return error_response(413, "Request body too large")
 
     @app.errorhandler(ApiError)
     async def _api_error(error: ApiError) -> Response:
@@ -98,7 +104,9 @@ def create_app(api: AgentFacade) -> QuartTrio:
 
     @app.errorhandler(404)
     async def _not_found(_error: Exception) -> Response:
-        return empty_response(404)
+        response = empty_response(404)
+        response.shoal_catch_all = True  # type: ignore[attr-defined]  # no extra headers (headers.py)
+        return response
 
     @app.errorhandler(405)
     async def _bad_method(_error: Exception) -> Response:
@@ -108,7 +116,8 @@ def create_app(api: AgentFacade) -> QuartTrio:
     async def members() -> Response:
         _require_method("GET")
         check_query_options()
-        return json_response(api.members())
+        await require(api, "node:read", unknown="Permission denied")
+        return json_response(await api.members(request_token()))
 
     @app.route("/v1/agent/join", methods=ALL_METHODS)
     async def join() -> Response:
@@ -123,6 +132,7 @@ def create_app(api: AgentFacade) -> QuartTrio:
     async def force_leave() -> Response:
         _require_method("PUT", "POST")
         _require_server(api)
+        await require(api, "agent:write")
         node = request.args.get("node", "")
         if node == "":
             raise ApiError(400, "missing node to force leave")
@@ -137,22 +147,30 @@ def create_app(api: AgentFacade) -> QuartTrio:
     @app.route("/v1/agent/self", methods=ALL_METHODS)
     async def agent_self() -> Response:
         _require_method("GET")
+        await require(api, "agent:read")
         return json_response(api.agent_self())
-
-    @app.route("/v1/metrics", methods=ALL_METHODS)
-    async def metrics() -> Response:
-        _require_method("GET")
-        return json_response(api.metrics())
 
     from .client_routes import register_client_routes
     from .cluster_routes import register_cluster_routes
     from .job_routes import register_job_routes
     from .scheduler_routes import register_scheduler_routes
+    from .metrics_routes import register_metrics_routes
 
     register_cluster_routes(app, api)
     register_job_routes(app, api)
     register_client_routes(app, api)
     register_scheduler_routes(app, api)
+    register_metrics_routes(app, api)
+    from .monitor_routes import register_monitor_routes
+    register_monitor_routes(app, api)
+    from .health_routes import register_health_routes
+    register_health_routes(app, api)
+    from .headers import register_header_hooks
+    register_header_hooks(app, api)
+    from .acl_routes import register_acl_routes
+    register_acl_routes(app, api)
+    from .debug_routes import register_debug_routes
+    register_debug_routes(app, api)
     return app
 
 

@@ -28,7 +28,7 @@ class FakeAPI:
         self.force_leaves: list[tuple[str, bool]] = []
         self.force_leave_error: str | None = None
 
-    def members(self) -> dict[str, Any]:
+    async def members(self, auth_token: str = "") -> dict[str, Any]:
         member = Member("s1.global", "127.0.0.1", 4648, {"role": "nomad", "port": "4647"},
                         MemberStatus.ALIVE)
         return {"ServerName": "s1", "ServerRegion": "global", "ServerDC": "dc1",
@@ -228,10 +228,10 @@ async def test_unknown_paths_are_empty_404(path: str) -> None:
 
 
 async def test_metrics_shape() -> None:
-    """/v1/metrics answers the facade's metrics object as JSON."""
+    """/v1/metrics answers go-metrics' MetricsSummary as JSON, in Go's field order."""
     status, body, content_type = await call(FakeAPI(), "GET", "/v1/metrics")
     assert status == 200 and content_type == "application/json"
-    assert list(json.loads(body)) == ["Timestamp", "Gauges", "Counters", "Samples"]
+    assert list(json.loads(body)) == ["Timestamp", "Gauges", "Points", "Counters", "Samples"]
 
 
 @pytest.mark.parametrize("errors,text", [
