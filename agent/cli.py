@@ -14,6 +14,7 @@ certificate from ``$SHOAL_CLIENT_CERT`` / ``$SHOAL_CLIENT_KEY``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any, Sequence
 
 from . import __version__
@@ -299,6 +301,22 @@ def https_context(address: str) -> Any:
         except (OSError, ssl.SSLError) as exc:
             raise CommandError(f"Error loading client certificate {cert}: {exc}") from None
     return context
+
+
+def cli_command(function: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
+    """Turn UsageError/CommandError into one stderr line and exit status 1.
+
+    ``main`` does the same for every verb; verbs wrapped with this can also be called
+    directly (tests, other commands) and still answer with an exit status.
+    """
+    @functools.wraps(function)
+    def wrapper(argv: Sequence[str]) -> int:
+        try:
+            return function(argv)
+        except (UsageError, CommandError) as exc:
+            print(str(exc).rstrip("\n").replace("\n", " "), file=sys.stderr)
+            return 1
+    return wrapper
 
 
 def _expect_ok(status: int, body: bytes, what: str) -> None:

@@ -18,13 +18,12 @@ pure functions (``format_token``, ``format_token_list``) so tests need no server
 from __future__ import annotations
 
 import datetime
-import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .cli import CommandError, _client_parser, _parse, agent_address, columnize, http_request
+from .cli import CommandError, _client_parser, cli_command as _command, _parse, agent_address, columnize, http_request
 from .config import UsageError, parse_go_duration
 
 __all__ = ["run_acl_command", "format_token", "format_token_list", "go_time"]
@@ -32,18 +31,6 @@ __all__ = ["run_acl_command", "format_token", "format_token_list", "go_time"]
 USAGE = ("usage: shoal acl bootstrap | policy apply [-description D] NAME FILE | "
          "token create [-name N] [-type client|management] [-policy P]... [-global] [-ttl D] | "
          "token self | token list")
-
-
-def _command(function: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
-    """Turn UsageError/CommandError into one stderr line and exit status 1."""
-    @functools.wraps(function)
-    def wrapper(argv: Sequence[str]) -> int:
-        try:
-            return function(argv)
-        except (UsageError, CommandError) as exc:
-            print(str(exc).rstrip("\n").replace("\n", " "), file=sys.stderr)
-            return 1
-    return wrapper
 
 
 def run_acl_command(argv: Sequence[str]) -> int:

@@ -12,31 +12,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
-import sys
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from .cli import CommandError, _client_parser, _parse, agent_address, columnize, http_request
+from .cli import CommandError, _client_parser, cli_command as _command, _parse, agent_address, columnize, http_request
 from .config import UsageError
 
 __all__ = ["operator_raft_list_peers", "operator_raft_remove_peer",
            "operator_raft_transfer_leadership", "var_put", "var_get", "var_list", "var_purge",
            "format_peers", "format_variables", "parse_items", "format_time"]
-
-
-def _command(function: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
-    """Turn UsageError/CommandError into one stderr line and exit status 1."""
-    @functools.wraps(function)
-    def wrapper(argv: Sequence[str]) -> int:
-        try:
-            return function(argv)
-        except (UsageError, CommandError) as exc:
-            print(str(exc).rstrip("\n").replace("\n", " "), file=sys.stderr)
-            return 1
-    return wrapper
 
 
 def _error_text(body: bytes) -> str:

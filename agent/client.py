@@ -31,7 +31,6 @@ import ipaddress
 import json
 import logging
 import math
-import os
 import platform
 import random
 import socket

@@ -30,7 +30,6 @@ import msgpack
 import trio
 
 from raftlite.errors import NotLeader
-from raftlite.types import Role
 from scheduler.broker import BlockedEvals, EvalBroker
 from scheduler.errors import BrokerError
 from scheduler.heartbeats import HeartbeatTimers, heartbeat_ttl

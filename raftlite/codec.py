@@ -39,7 +39,7 @@ import msgpack
 
 from .errors import RaftProtocolError
 from .messages import (MESSAGE_TYPES, AppendEntries, AppendEntriesResponse, InstallSnapshot,
-                       InstallSnapshotResponse, Message, MessageType, RequestVote,
+                       InstallSnapshotResponse, Message, RequestVote,
                        RequestVoteResponse, TimeoutNow)
 from .types import Configuration, Entry, EntryKind, Snapshot
 
