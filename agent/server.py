@@ -491,6 +491,13 @@ class ServerRuntime:
         async def state_read(args: Any) -> Any:
             return await self._leader_only(self.local_read, args)
 
+        async def state_apply_any(args: Any) -> Any:
+            # from a client-only agent: any server takes it and forwards it to the leader
+            return await self._forwarded("State.Apply", args, self.local_apply, idempotent=False)
+
+        async def state_read_any(args: Any) -> Any:
+            return await self._forwarded("State.Read", args, self.local_read, idempotent=True)
+
         async def raft_configuration(_args: Any) -> Any:
             return await self._leader_only(lambda _a: self._configuration_async(), None)
 
@@ -502,11 +509,20 @@ class ServerRuntime:
 
         handlers = {"Status.Peers": status_peers, "Status.Leader": status_leader,
                     "State.Apply": state_apply, "State.Read": state_read,
+                    "State.ApplyAny": state_apply_any, "State.ReadAny": state_read_any,
                     "Operator.RaftGetConfiguration": raft_configuration,
                     "Operator.RaftRemovePeer": raft_remove,
                     "Operator.TransferLeadership": raft_transfer}
         handlers.update(self.scheduling.rpc_handlers())
         return handlers
+
+    async def _forwarded(self, method: str, args: Any, local: Callable[[Any], Any], *,
+                         idempotent: bool) -> Any:
+        """``on_leader`` for an rpc handler: no leader becomes an RpcError with its text."""
+        try:
+            return await self.on_leader(method, args, local, idempotent=idempotent)
+        except NoLeader as exc:
+            raise RpcError(str(exc)) from None
 
     async def _leader_only(self, local: Callable[[Any], Any], args: Any) -> Any:
         if self.raft.core.role != Role.LEADER:

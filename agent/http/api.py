@@ -90,7 +90,7 @@ class ClusterMixin:
 
     async def state_apply(self, command: dict[str, Any]) -> dict[str, Any]:
         if self.server is None and getattr(self, "client", None) is not None:
-            return await self._via_client("State.Apply", command)
+            return await self._via_client("State.ApplyAny", command)
         server = self._server()
         return await self._on_leader("State.Apply", command, server.local_apply, idempotent=False)
 
@@ -103,7 +103,7 @@ class ClusterMixin:
 
     async def state_read(self, query: dict[str, Any], stale: bool) -> dict[str, Any]:
         if self.server is None and getattr(self, "client", None) is not None:
-            return await self._via_client("State.Read", query)
+            return await self._via_client("State.ReadAny", query)
         server = self._server()
         if stale:
             try:
@@ -131,8 +131,12 @@ class ClusterMixin:
         rules = self._filter().rules
         return None if rules is None else rules.to_json()
 
-    def set_faults(self, body: Any) -> dict[str, Any]:
+    async def set_faults(self, body: Any) -> dict[str, Any]:
+        """Put fault rules in force after refreshing the filter's address book: gossip
+        members and client nodes on a server; a client-only agent asks a server for the
+        members (RPC ``Agent.Members``), so partitions naming servers cut its calls."""
         from ..faults import FaultRules, FaultSpecError
+        from ..runtime import fault_peer_names
 
         fault_filter = self._filter()
         try:
@@ -140,10 +144,30 @@ class ClusterMixin:
         except FaultSpecError as exc:
             raise ApiError(400, str(exc)) from None
         if self.handle is not None:
-            from ..runtime import peer_names
-            fault_filter.set_peers(peer_names(self.handle.members()))
+            fault_filter.set_peers(fault_peer_names(self.handle, self.server))
+        elif self.client is not None:
+            await self._client_fault_peers(fault_filter)
         fault_filter.set_rules(rules)
         return rules.to_json()
+
+    async def _client_fault_peers(self, fault_filter: FaultFilter) -> None:
+        """Map the servers' gossip and rpc addresses to member names on a client-only agent."""
+        assert self.client is not None
+        try:   # RpcUnavailable is an RpcError
+            answer = await self.client.call("Agent.Members", {"AuthToken": ""})
+        except RpcError as exc:
+            log.warning("fault filter keeps its address book: members unavailable error=%s", exc)
+            return
+        names: dict[str, str] = {}
+        for member in answer.get("Members") or []:
+            addr, name, tags = member.get("Addr"), member.get("Name"), member.get("Tags") or {}
+            if not (isinstance(addr, str) and isinstance(name, str)):
+                continue
+            host = f"[{addr}]" if ":" in addr else addr
+            names[f"{host}:{member.get('Port')}"] = name
+            if str(tags.get("port", "")).isdigit():
+                names[f"{host}:{tags['port']}"] = name
+        fault_filter.set_peers(names)
 
     def clear_faults(self) -> None:
         self._filter().clear()

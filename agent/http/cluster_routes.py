@@ -299,8 +299,8 @@ async def _visible_variables(api: AgentFacade, listed: list[dict[str, Any]]) -> 
 
 
 def _require_servers(api: AgentFacade) -> None:
-    if not api.is_server:
-        # Nomad's clients forward these to a server; shoal's clients know none yet.
+    """A server answers; a client-only agent forwards through its servers (state_read/apply)."""
+    if not api.is_server and getattr(api, "client", None) is None:
         raise ApiError(500, "no servers")
 
 
