@@ -46,7 +46,8 @@ from .rpc import RpcPool, RpcServer
 from .server import ServerRuntime
 from .tlsutil import HttpTLS, RpcTLS, TLSConfigError, http_ssl_config, rpc_tls as build_rpc_tls
 
-__all__ = ["AgentRuntime", "RunningAgent", "StartupError", "load_node_id"]
+__all__ = ["AgentRuntime", "RunningAgent", "StartupError", "fault_peer_names", "load_node_id",
+           "node_peer_names"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,36 @@ def peer_names(members: Any) -> dict[str, str]:
         port = member.tags.get("port", "")
         if port.isdigit():
             names[f"{host}:{port}"] = member.name
+    return names
+
+
+def node_peer_names(nodes: Any) -> dict[str, str]:
+    """Addresses of client nodes for the fault filter: Node ``HTTPAddr``/``RPCAddr`` -> ``Name``.
+
+    Clients are no gossip members, so partitions name them by node name; a server's
+    filter learns their addresses from the replicated Node records.
+    """
+    names: dict[str, str] = {}
+    for node in nodes:
+        name = node.get("Name") or node.get("ID")
+        for key in ("HTTPAddr", "RPCAddr"):
+            address = node.get(key)
+            if isinstance(address, str) and address and isinstance(name, str) and name:
+                names[address] = name
+    return names
+
+
+def fault_peer_names(handle: Any, server: Any) -> dict[str, str]:
+    """The fault filter's address book on a server: client nodes, then gossip members
+    (a gossip member wins an address both claim)."""
+    names: dict[str, str] = {}
+    if server is not None:
+        listed = server.read_now({"Type": "node_list"}).get("Nodes", [])
+        records = [server.read_now({"Type": "node_get", "NodeID": stub["ID"]}).get("Node")
+                   for stub in listed]
+        names.update(node_peer_names(r for r in records if isinstance(r, dict)))
+    if handle is not None:
+        names.update(peer_names(handle.members()))
     return names
 
 
@@ -191,7 +222,9 @@ class AgentRuntime:
                 log.warning("raft_protocol 2 is deprecated: servers are identified by address; "
                             "set raft_protocol = 3")
         if config.fault_injection:
-            self.faults = FaultFilter(config.member_name, random.Random(os.urandom(8)))
+            # a client-only agent is no gossip member: partitions name it by node name
+            self.faults = FaultFilter(config.member_name if config.is_server else config.node,
+                                      random.Random(os.urandom(8)))
         client_pool = None
         if config.is_client:
             client_pool = self.server.pool if self.server is not None else RpcPool(
@@ -222,6 +255,7 @@ class AgentRuntime:
                 await nursery.start(self.server.run, rpc_listener)
             if self.client is not None and client_pool is not None:
                 if self.server is None:
+                    client_pool.fault_hook = self.faults   # its calls to servers pass the filter
                     await nursery.start(client_pool.run)
                 await nursery.start(self.client.run)
             if client_rpc is not None and rpc_listener is not None:
@@ -309,7 +343,7 @@ class AgentRuntime:
             if self.server is not None:
                 self.server.member_event(_EVENT_KINDS[type(fact)], member)
             if self.faults is not None and self.handle is not None:
-                self.faults.set_peers(peer_names(self.handle.members()))
+                self.faults.set_peers(fault_peer_names(self.handle, self.server))
             # the gossip core logs these at INFO already
             log.debug("%s name=%s addr=%s:%d", member_events[type(fact)], member.name,
                       member.addr, member.port)
