@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 __all__ = ["agent_rpc_handlers"]
 
-_MODULES: tuple[str, ...] = ("agent.acl_rpc", "agent.agent_info_rpc", "agent.debug_rpc",)
+_MODULES: tuple[str, ...] = ("agent.acl_rpc", "agent.agent_info_rpc", "agent.debug_rpc",
+                             "agent.ui_rpc")
 
 
 def agent_rpc_handlers(api: Any) -> dict[str, Callable[[Any], Any]]:

@@ -171,6 +171,8 @@ def create_app(api: AgentFacade) -> QuartTrio:
     register_acl_routes(app, api)
     from .debug_routes import register_debug_routes
     register_debug_routes(app, api)
+    from .ui_routes import register_ui_routes
+    register_ui_routes(app, api)
     return app
 
 
