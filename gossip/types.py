@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -17,6 +18,7 @@ def ip_to_bytes(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every alive/ping decodes one (the simulator's hot path)
 def ip_from_bytes(raw: bytes) -> str:
     """Text form of a wire IP; an IPv4-mapped 16-byte address becomes plain IPv4.
 

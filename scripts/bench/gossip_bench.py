@@ -98,14 +98,14 @@ SERF_PATTERNS: list[tuple[str, re.Pattern]] = [
 # shoal's `member suspect` is logged by every node that takes up the suspicion
 # (kept as `suspect_seen`, which Serf does not log at INFO).
 SHOAL_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("alive", re.compile(r"gossip: member joined name=(\S+)")),
-    ("failed", re.compile(r"gossip: member failed name=(\S+)")),
-    ("left", re.compile(r"gossip: member left name=(\S+) addr=")),
-    ("reaped", re.compile(r"gossip: member reaped name=(\S+)")),
-    ("suspect", re.compile(r"gossip: probe failed name=(\S+)")),
-    ("suspect_seen", re.compile(r"gossip: member suspect name=(\S+)")),
-    ("suspect_timeout", re.compile(r"gossip: suspect timeout name=(\S+) confirmations=(\d+)")),
-    ("refute", re.compile(r"gossip: refuting (?:suspect|dead) about us from=(\S+)")),
+    ("alive", re.compile(r"gossip: member joined:? name=(\S+)")),
+    ("failed", re.compile(r"gossip: member failed:? name=(\S+)")),
+    ("left", re.compile(r"gossip: member left:? name=(\S+) addr=")),
+    ("reaped", re.compile(r"gossip: member reaped:? name=(\S+)")),
+    ("suspect", re.compile(r"gossip: probe failed:? name=(\S+)")),
+    ("suspect_seen", re.compile(r"gossip: member suspect:? name=(\S+)")),
+    ("suspect_timeout", re.compile(r"gossip: suspect timeout:? name=(\S+) confirmations=(\d+)")),
+    ("refute", re.compile(r"gossip: refuting (?:suspect|dead) about us:? from=(\S+)")),
     ("tcp_fallback", re.compile(r"gossip: probe reached (\S+) only over tcp")),
 ]
 
