@@ -50,6 +50,11 @@ Commands:
     monitor                Stream the agent's logs (-log-level, -server-id, -node-id, -json)
     acl bootstrap|policy apply|token create|token self|token list   ACL tokens and policies
     tls ca create | tls cert create -server|-client|-cli           Write a CA and certificates
+    cluster up|status|down|logs|exec|kill|stop|cont|restart|partition|heal|loss|delay
+                           A local cluster of real agents, and chaos (docs/cluster.md)
+    chaos run PLAN.json -seed S | chaos check PLAN.json
+                           Seeded fault plans on that cluster, judged by invariants (docs/chaos.md)
+    sim --nodes N --seed S Simulate N gossip (and --servers M Raft) cores; print timelines
     version                Print the version
 """
 
@@ -111,6 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "monitor":
             from .cli_monitor import monitor
             return monitor(rest)
+        if command == "sim":
+            from .sim.cli import run_sim_command
+            return run_sim_command(rest)
+        if command == "cluster":
+            from .cluster.cli import run_cluster_command
+            return run_cluster_command(rest)
+        if command == "chaos":
+            from .chaos.cli import run_chaos_command
+            return run_chaos_command(rest)
         if command in ("version", "-version", "--version"):
             print(f"shoal v{__version__}")
             return 0

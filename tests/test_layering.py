@@ -14,7 +14,8 @@ FORBIDDEN_IN_CORES = {"trio", "asyncio", "socket", "threading", "subprocess", "p
 DRIVER_FILES = {"driver.py"}
 PURE_AGENT_MODULES = ("agent/node.py", "agent/faults.py", "agent/state.py", "agent/servers.py",
                       "agent/state_sched.py", "agent/jobspec.py", "agent/metrics.py", "agent/acl.py",
-                      "agent/state_acl.py")
+                      "agent/state_acl.py", "agent/chaos/plan.py", "agent/chaos/record.py",
+                      "agent/chaos/invariants.py", "agent/chaos/report.py")
 
 
 def python_files(folder: str) -> list[Path]:
