@@ -467,3 +467,28 @@ def wait_statuses(observers: Sequence[Observer], expected: Mapping[str, str], *,
     return wait_until(what, probe,
                       lambda view: all(v == dict(expected) for v in view.values()),
                       timeout=timeout, watch=observers)
+
+
+def kill_cluster_leftovers(directory: Path) -> list[int]:
+    """SIGKILL, by PID, every agent of a `shoal cluster` folder still running; the PIDs killed.
+
+    Only a PID whose command line still names the folder is signalled (never a reused PID).
+    """
+    import psutil
+
+    path = directory / "cluster.json"
+    if not path.exists():
+        return []
+    killed = []
+    for node in json.loads(path.read_text()).get("nodes", []):
+        pid = node.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            continue
+        try:
+            process = psutil.Process(pid)
+            if process.is_running() and str(directory) in " ".join(process.cmdline()):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return killed

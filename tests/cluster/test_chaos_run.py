@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness import PYTHON, REPO
+from harness import PYTHON, REPO, kill_cluster_leftovers
 
 pytestmark = pytest.mark.cluster
 
@@ -53,28 +52,6 @@ def _shoal(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
                           timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def _kill_leftovers(directory: Path) -> list[int]:
-    """SIGKILL, by PID, every agent of the cluster file still running (its argv names the folder)."""
-    import psutil
-
-    path = directory / "cluster.json"
-    if not path.exists():
-        return []
-    killed = []
-    for node in json.loads(path.read_text()).get("nodes", []):
-        pid = node.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            continue
-        try:
-            process = psutil.Process(pid)
-            if process.is_running() and str(directory) in " ".join(process.cmdline()):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-        except (psutil.Error, ProcessLookupError):
-            continue
-    return killed
-
-
 @pytest.fixture
 def chaos_cluster() -> Iterator[Path]:
     """3 servers and 1 client in a fresh folder; `down` and a PID sweep at teardown."""
@@ -89,7 +66,7 @@ def chaos_cluster() -> Iterator[Path]:
         try:
             _shoal("cluster", "down", "-dir", str(directory), timeout=60)
         finally:
-            leftovers = _kill_leftovers(directory)
+            leftovers = kill_cluster_leftovers(directory)
             shutil.rmtree(directory, ignore_errors=True)
             assert not leftovers, f"`shoal cluster down` left agents running: pids {leftovers}"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from harness import CONVERGE_DEADLINE, FAILURE_DEADLINE, PYTHON, REPO, wait_until
+from harness import CONVERGE_DEADLINE, FAILURE_DEADLINE, PYTHON, REPO, kill_cluster_leftovers, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -90,29 +89,6 @@ def _cluster_file(directory: Path) -> dict[str, Any]:
     return json.loads((directory / "cluster.json").read_text())
 
 
-def _stop_leftovers(directory: Path) -> list[int]:
-    """Kill by PID any agent of the cluster file still running after `down`; the PIDs killed."""
-    import psutil
-
-    path = directory / "cluster.json"
-    if not path.exists():
-        return []
-    killed = []
-    for node in json.loads(path.read_text()).get("nodes", []):
-        pid = node.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            continue
-        try:
-            process = psutil.Process(pid)
-            # the PID must still be the agent we started: its argv names the cluster folder
-            if process.is_running() and str(directory) in " ".join(process.cmdline()):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-        except (psutil.Error, ProcessLookupError):
-            continue
-    return killed
-
-
 @pytest.fixture
 def ui_cluster() -> Iterator[Path]:
     """A 3-server cluster made by the cluster tool in a fresh folder; `down` (then a PID sweep) at teardown."""
@@ -126,7 +102,7 @@ def ui_cluster() -> Iterator[Path]:
             subprocess.run([PYTHON, "-m", "agent", "cluster", "down", "-dir", str(directory)], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
         finally:
-            leftovers = _stop_leftovers(directory)
+            leftovers = kill_cluster_leftovers(directory)
             shutil.rmtree(directory, ignore_errors=True)
             assert not leftovers, f"`shoal cluster down` left agents running: pids {leftovers}"
 
