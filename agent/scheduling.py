@@ -473,13 +473,18 @@ class SchedulingRuntime:
 
     def rpc_handlers(self) -> dict[str, Callable[[Any], Any]]:
         """The scheduling RPC methods (docs/internals.md), leader-only ones forwarded."""
+        from .server import NoLeader   # server.py imports this module
+
         server = self.server
 
         def leader(method: str, local: Callable[[Any], Any]) -> Callable[[Any], Any]:
             async def handler(args: Any) -> Any:
                 if not isinstance(args, dict):
                     raise RpcError("rpc error: arguments must be a map")
-                return await server.on_leader(method, args, local, idempotent=False)
+                try:
+                    return await server.on_leader(method, args, local, idempotent=False)
+                except NoLeader as exc:   # expected during an election: an answer, not a bug
+                    raise RpcError(str(exc)) from None
             return handler
 
         async def ping(_args: Any) -> dict[str, Any]:

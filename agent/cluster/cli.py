@@ -126,7 +126,7 @@ def _up(argv: list[str]) -> int:
     _note(f"ready in {time.monotonic() - started:.1f}s")
     _print_table(state)
     print(f"\nUI: {state.ui}")
-    dir_flag = "" if args.dir == DEFAULT_DIR else f" -dir {args.dir}"
+    dir_flag = "" if args.dir in (DEFAULT_DIR, os.environ.get("SHOAL_CLUSTER_DIR")) else f" -dir {args.dir}"
     print(f"try: shoal cluster exec s1{dir_flag} -- shoal server members")
     print(f"stop it with: shoal cluster down{dir_flag}")
     return 0
@@ -147,8 +147,16 @@ def _status(argv: list[str]) -> int:
     args = _parse(_parser("status"), argv, ())
     state = load_state(args.dir)
     _print_table(state)
-    print(f"UI: {state.ui}")
+    print(f"UI: {_live_ui(state)}")
     return 0
+
+
+def _live_ui(state: ClusterState) -> str:
+    """The UI of the first server still running (any agent serves /ui), else the recorded one."""
+    for node in state.nodes:
+        if node.role == "server" and procs.process_status(node.pid, node.argv) == "running":
+            return f"http://{node.http}/ui"
+    return f"{state.ui} (no server is running)"
 
 
 def _down(argv: list[str]) -> int:
