@@ -64,13 +64,19 @@ def labels_of(labels: Mapping[str, str] | Labels | None) -> Labels:
 
 @dataclass(slots=True)
 class Aggregate:
-    """go-metrics' ``AggregateSample``: count, sum, sum of squares, min and max of values."""
+    """go-metrics' ``AggregateSample``: count, sum, min, max, mean and sample stddev.
+
+    go-metrics derives the stddev from a sum of squares, which loses every digit when
+    the values are large and close together; this keeps Welford's running mean and sum
+    of squared deviations (``m2``) instead, so the answer is the same but exact enough.
+    """
 
     count: int = 0
     sum: float = 0.0
-    sum_sq: float = 0.0
     min: float = 0.0
     max: float = 0.0
+    running_mean: float = 0.0
+    m2: float = 0.0
 
     def ingest(self, value: float) -> None:
         """Add one value (``AggregateSample.Ingest``)."""
@@ -82,9 +88,13 @@ class Aggregate:
         if times == 0:
             return
         first = self.count == 0
+        before = self.count
         self.count += times
         self.sum += value * times
-        self.sum_sq += value * value * times
+        # Chan et al.'s merge of (before, running_mean, m2) with `times` copies of value.
+        delta = value - self.running_mean
+        self.running_mean += delta * times / self.count
+        self.m2 += delta * delta * before * times / self.count
         if first or value < self.min:
             self.min = value
         if first or value > self.max:
@@ -99,12 +109,10 @@ class Aggregate:
         """Sample standard deviation, 0 below two values (``AggregateSample.Stddev``)."""
         if self.count < 2:
             return 0.0
-        num = self.count * self.sum_sq - self.sum * self.sum
-        # Rounding can make a zero variance slightly negative.
-        return math.sqrt(max(num, 0.0) / (self.count * (self.count - 1)))
+        return math.sqrt(max(self.m2, 0.0) / (self.count - 1))
 
     def copy(self) -> Aggregate:
-        return Aggregate(self.count, self.sum, self.sum_sq, self.min, self.max)
+        return Aggregate(self.count, self.sum, self.min, self.max, self.running_mean, self.m2)
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import socket
 import struct
@@ -90,14 +91,17 @@ def _udp_send(target: ShoalNode, payload: bytes) -> None:
 def _tcp_send(target: ShoalNode, payload: bytes) -> bytes:
     """Write ``payload``, half-close, and read whatever the agent answers until it closes."""
     with socket.create_connection((target.ip, target.serf_port), timeout=TCP_TIMEOUT_LAN + 5) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
         reply = b""
         try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
             while chunk := sock.recv(65536):
                 reply += chunk
-        except ConnectionResetError:
-            pass
+        except (ConnectionResetError, BrokenPipeError):
+            pass   # the agent dropped the stream before reading all of it
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:   # shutdown() after the agent's reset
+                raise
         return reply
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 
@@ -46,8 +47,12 @@ def send_raw(node, payload: bytes) -> bytes:
                 if not data:
                     break
                 chunks.append(data)
-        except ConnectionResetError:   # the server closed with our bytes unread: also a refusal
-            pass
+        except (ConnectionResetError, BrokenPipeError):
+            pass   # the server closed with our bytes unread: also a refusal
+        except OSError as exc:
+            # ENOTCONN from shutdown(): the server had already reset the connection
+            if exc.errno != errno.ENOTCONN:
+                raise
     return b"".join(chunks)
 
 
