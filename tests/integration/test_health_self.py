@@ -13,6 +13,7 @@ import trio
 from agent.config import parse_agent_args
 from agent.runtime import AgentRuntime, RunningAgent
 
+from .conformance_helpers import http
 from .helpers import TEXT, wait_until_async
 from .test_agent_runtime import FAST
 
@@ -32,21 +33,9 @@ async def agent(argv: list[str], **settings: Any) -> AsyncIterator[tuple[AgentRu
 
 
 async def fetch(running: RunningAgent, method: str, path: str) -> tuple[int, bytes, dict[str, str]]:
-    """HTTP/1.1 by hand: (status, body, headers with lower-case names)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", running.http_address[1])
-    async with stream:
-        await stream.send_all(f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                              f"Content-Length: 0\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip()
-                   for k, _, v in (line.partition(":") for line in lines[1:])}
-        while len(body) < int(headers.get("content-length", "0")):
-            body += await stream.receive_some(65536)
-    return int(lines[0].split()[1]), body, headers
+    """One request over real HTTP: (status, body, headers with lower-case names)."""
+    reply = await http(running.http_address[1], method, path)
+    return reply.status, reply.body, reply.headers
 
 
 async def healthy(running: RunningAgent, query: str = "") -> tuple[int, bytes, dict[str, str]]:
