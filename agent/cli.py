@@ -333,10 +333,15 @@ def cli_command(function: Callable[[Sequence[str]], int]) -> Callable[[Sequence[
     return wrapper
 
 
+def response_error(what: str, status: int, body: bytes) -> CommandError:
+    """Nomad's CLI wording for a non-200 answer, on one line: ``Error <what>: Unexpected ...``."""
+    text = body.decode(errors="replace").strip().replace("\n", " ")
+    return CommandError(f"Error {what}: Unexpected response code: {status} ({text})")
+
+
 def _expect_ok(status: int, body: bytes, what: str) -> None:
     if status != 200:
-        raise CommandError(f"Error {what}: Unexpected response code: {status} "
-                           f"({body.decode(errors='replace')})")
+        raise response_error(what, status, body)
 
 
 def server_members(argv: Sequence[str]) -> int:

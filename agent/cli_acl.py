@@ -23,7 +23,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .cli import CommandError, _client_parser, cli_command as _command, _parse, agent_address, columnize, http_request
+from .cli import (CommandError, _client_parser, _parse, agent_address, columnize, http_request,
+                  cli_command as _command, response_error as _fail)
 from .config import UsageError, parse_go_duration
 
 __all__ = ["run_acl_command", "format_token", "format_token_list", "go_time"]
@@ -45,11 +46,6 @@ def run_acl_command(argv: Sequence[str]) -> int:
             return command(words[len(key):])
     print(USAGE, file=sys.stderr)
     return 1
-
-
-def _fail(what: str, status: int, body: bytes) -> CommandError:
-    text = body.decode(errors="replace").strip().replace("\n", " ")
-    return CommandError(f"Error {what}: Unexpected response code: {status} ({text})")
 
 
 def _json(what: str, status: int, body: bytes) -> Any:

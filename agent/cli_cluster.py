@@ -17,20 +17,13 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from .cli import CommandError, _client_parser, cli_command as _command, _parse, agent_address, columnize, http_request
+from .cli import (CommandError, _client_parser, _parse, agent_address, columnize, http_request,
+                  cli_command as _command, response_error as _fail)
 from .config import UsageError
 
 __all__ = ["operator_raft_list_peers", "operator_raft_remove_peer",
            "operator_raft_transfer_leadership", "var_put", "var_get", "var_list", "var_purge",
            "format_peers", "format_variables", "parse_items", "format_time"]
-
-
-def _error_text(body: bytes) -> str:
-    return body.decode(errors="replace").strip().replace("\n", " ")
-
-
-def _fail(what: str, status: int, body: bytes) -> CommandError:
-    return CommandError(f"Error {what}: Unexpected response code: {status} ({_error_text(body)})")
 
 
 # --- operator raft --------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from .cli import CommandError, _client_parser, _parse, agent_address, http_request
+from .cli import CommandError, _client_parser, _parse, agent_address, http_request, response_error
 
 __all__ = ["agent_info", "format_agent_info"]
 
@@ -37,8 +37,7 @@ def agent_info(argv: Sequence[str]) -> int:
     args = _parse(parser, argv)
     status, body = http_request(agent_address(args.address), "GET", "/v1/agent/self")
     if status != 200:
-        raise CommandError(f"Error querying agent info: Unexpected response code: {status} "
-                           f"({body.decode(errors='replace')})")
+        raise response_error("querying agent info", status, body)
     try:
         document = json.loads(body)
     except ValueError as exc:

@@ -188,7 +188,13 @@ async def _in_thread(function: Any, *args: Any) -> Any:
 async def cpu_profile(seconds: int) -> Profile:
     """``profile``: collapsed CPU samples of all threads over ``seconds``."""
     counts = await _in_thread(sample_threads, float(seconds))
-    return Profile(collapsed(counts).encode(), download_headers("profile"))
+    return Profile(collapsed(counts).encode(), _timed_headers("profile", seconds))
+
+
+def _timed_headers(name: str, seconds: int) -> dict[str, str]:
+    """Download headers plus ``X-Shoal-Profile-Seconds``: the window actually recorded
+    (after the default and the cap), since the collapsed format has no room for it."""
+    return {**download_headers(name), "X-Shoal-Profile-Seconds": str(seconds)}
 
 
 # --- trace: trio's scheduler -------------------------------------------------------------
@@ -247,7 +253,7 @@ async def trace(seconds: int) -> Profile:
               f"duration_us task ('-' = none); {len(recorder.lines)} events, "
               f"{recorder.dropped} dropped\n")
     body = header + "".join(line + "\n" for line in recorder.lines)
-    return Profile(body.encode("utf-8", errors="replace"), download_headers("trace"))
+    return Profile(body.encode("utf-8", errors="replace"), _timed_headers("trace", seconds))
 
 
 # --- goroutine: trio tasks and threads ---------------------------------------------------

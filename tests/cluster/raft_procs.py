@@ -14,14 +14,18 @@ from harness import (CONVERGE_DEADLINE, ProcSet, ShoalNode, make_shoal, shoal_ar
 LEADER_DEADLINE = 30.0
 
 
-def request(method: str, url: str, body: Any = None, timeout: float = 15.0) -> tuple[int, Any]:
-    """One HTTP request with an optional JSON body; (status, decoded JSON or text)."""
+def request(method: str, url: str, body: Any = None, timeout: float = 15.0,
+            context: Any = None) -> tuple[int, Any]:
+    """One HTTP(S) request with an optional JSON body; (status, decoded JSON or text).
+
+    ``context`` is the ``ssl.SSLContext`` for an https URL (None: urllib's default).
+    """
     data = None if body is None else json.dumps(body).encode()
     if data is None and method in ("PUT", "POST"):
         data = b""
     req = urllib.request.Request(url, method=method, data=data)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()

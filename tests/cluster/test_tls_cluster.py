@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import pytest
 
 from harness import CONVERGE_DEADLINE, PYTHON, ShoalNode, make_shoal, wait_until
+from raft_procs import request
 
 pytestmark = pytest.mark.cluster
 
@@ -75,17 +76,7 @@ class Api:
         self.base = f"{'https' if ca else 'http'}://{node.ip}:{node.http_port}"
 
     def call(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else (b"" if method == "PUT" else None)
-        request = urllib.request.Request(self.base + path, method=method, data=data)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self.context) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
+        return request(method, self.base + path, body, timeout=timeout, context=self.context)
 
     def get(self, path: str) -> Any:
         status, body = self.call("GET", path)

@@ -398,7 +398,7 @@ async def test_c09_health_rules() -> None:
         slow_reply = results["slow"]
         rows.append(("no leader", (500, f'{{"server":{bad % "No cluster leader"}}}'.encode(), TEXT),
                      slow_reply.triple()))
-        rows.append(("no leader waits ~5 s", True, 4.0 <= slow_reply.elapsed <= 10.0))
+        rows.append(("no leader only after the ~5 s hold", True, slow_reply.elapsed >= 4.0))
         assert not mismatches(rows), (mismatches(rows), slow_reply.elapsed)
 
 
@@ -519,7 +519,8 @@ async def test_c12_pprof_names_seconds_and_headers() -> None:
                 nursery.start_soon(profile, query)
         for query, reply in results.items():
             assert reply.status == 200, (query, reply)
-            assert 0.9 <= reply.elapsed <= 3.0, (query, reply.elapsed)
+            assert reply.headers.get("x-shoal-profile-seconds") == "1", (query, reply.headers)
+            assert reply.elapsed >= 0.9, (query, reply.elapsed)
             assert reply.content_type == "application/octet-stream"
             assert reply.headers.get("content-disposition") == 'attachment; filename="profile"'
             assert reply.headers.get("x-content-type-options") == "nosniff"

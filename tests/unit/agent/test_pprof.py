@@ -77,7 +77,7 @@ def test_cpu_samples_see_a_busy_thread() -> None:
     finally:
         stop.set()
         worker.join()
-    assert 0.2 <= elapsed < 1.0
+    assert elapsed >= 0.2, elapsed   # it samples for the whole window
     busy = [(stack, n) for stack, n in counts.items() if stack[0] == "thread busy-worker"]
     assert busy and any(stack[-1].endswith("spin_here") or f"{__name__}.spin_here" in stack
                         for stack, _ in busy), busy
