@@ -124,11 +124,17 @@ def test_mixed_shoal_and_serf_cluster(procs, loopback, tmp_path, serf_binary, ke
     wait_statuses([s1, s2, a], {c.member_name: "failed", b.member_name: "left"},
                   what="kill -9'ed shoal c to be failed in serf", timeout=FAILURE_DEADLINE)
 
-    # Serf departures seen by shoal: kill -9 of s2 and `serf leave` of s1.
-    s2.kill9()
+    # Serf departures seen by shoal: `serf leave` of s1, then kill -9 of s2.
+    # A leaving node gossips its own "dead" a limited number of times (memberlist's
+    # retransmit limit: 4 sends here, to random picks among a, s2, b and c), so a alone
+    # may miss every one of them; the other live members re-gossip it. Hence s2 stays up
+    # until `serf leave` returns (s1 waits a second after its broadcast). And when a still
+    # misses it, a's own failure detector ends s1's "leaving" as "left" after a suspicion
+    # timeout of up to 24 s with no confirmations, so the deadline is the failure one.
     s1.leave()
+    s2.kill9()
     wait_statuses([a], {s1.member_name: "left"}, what="`serf leave` of s1 to be left in shoal",
-                  timeout=CONVERGE_DEADLINE)
+                  timeout=FAILURE_DEADLINE)
     wait_statuses([a], {s2.member_name: "failed", s1.member_name: "left"},
                   what="kill -9'ed serf s2 to be failed in shoal", timeout=FAILURE_DEADLINE)
     assert a.running()
