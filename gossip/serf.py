@@ -676,12 +676,24 @@ class Serf(SerfQueries):
             if value > 0:
                 clock.witness(value - 1)
         left = set(state.left_members)
+        me = self.members.get(self.name)
+        own_ltime = me.status_ltime if me is not None else 0
         for name in state.left_members:
             ltime = next_ltime(state.status_ltimes.get(name, 0))  # saturates: u64 on the wire
             self._handle_leave_intent(SerfLeave(ltime=ltime, node=name), now)
         for name in sorted(state.status_ltimes):
             if name not in left:
                 self._handle_join_intent(SerfJoin(state.status_ltimes[name], name), now)
+        # The peer holds a status LTime about us newer than ours, and not as left: it has
+        # seen an intent about us that we have not, which can only be a leave intent (a
+        # force-leave while we are alive), whose gossip copy may still be on its way.
+        # Taking that LTime as a join (as Serf does) would make us ignore that copy when
+        # it arrives, leaving us "leaving" in the peer's view for good; refute it now.
+        remote_own = state.status_ltimes.get(self.name)
+        if (remote_own is not None and remote_own > own_ltime and self.name not in left
+                and self.state == SerfState.ALIVE):
+            self._log.info("refuting a newer status about us from push/pull ltime=%d", remote_own)
+            self.broadcast_join(now)
         if join and self.ignore_old_joins > 0:
             self.event_min_time = max(self.event_min_time, state.event_ltime)
         for slot in state.events:

@@ -308,6 +308,15 @@ class Simulator:
         proc.core.leave(self.now)
         self._after_input(proc)
 
+    def force_leave(self, name: str, target: str, *, prune: bool = False) -> None:
+        """Have ``name`` force ``target`` out (a leave intent about it, as ``force-leave``)."""
+        proc = self._procs[name]
+        if not proc.is_running:
+            return
+        self.trace.transition(self.now, name, f"force-leave {target}")
+        proc.core.force_leave(target, prune, self.now)
+        self._after_input(proc)
+
     def kill(self, name: str) -> None:
         """kill -9: the process vanishes; its peers' streams to it are reset."""
         proc = self._procs[name]

@@ -638,6 +638,35 @@ def test_merge_remote_state_rules() -> None:
     assert serf.recent_intents["z"].ltime == 3
 
 
+def test_push_pull_with_a_newer_status_about_us_is_refuted() -> None:
+    """A peer force-left us and push/pulls before its intent's gossip copy reaches us.
+
+    Its state carries our status LTime as the leave's (not in left members). We take it
+    (as Serf does) and so would ignore the intent's copy when it arrives; without a
+    refutation the peer would keep us "leaving" for good. So a join intent with a newer
+    LTime goes out at once.
+    """
+    serf, _ = with_peers("a")
+    serf.broadcast_join(0.0)
+    own = serf.members["me"].status_ltime
+    drain_queue(serf)
+    remote = SerfPushPull(ltime=own + 3, status_ltimes={"a": 0, "me": own + 2}, left_members=(),
+                          event_ltime=1, events=(), query_ltime=1)
+    serf.merge_remote_state(wire.encode_serf(remote), False, 1.0)
+    refute = [wire.decode_serf(m) for m in queued(serf)]
+    assert refute == [SerfJoin(own + 3, "me")], refute
+    drain_queue(serf)
+    # The intent's copy arriving afterwards is old news, and needs no second answer.
+    serf.notify_user_msg(wire.encode_serf(SerfLeave(own + 2, "me")), ME, 1.1)
+    assert queued(serf) == [] and serf.members["me"].status == MemberStatus.ALIVE
+    # Our own status LTime coming back, or an older one, is no reason to refute.
+    for ltime in (own + 3, own):
+        same = SerfPushPull(ltime=own + 4, status_ltimes={"me": ltime}, left_members=(),
+                            event_ltime=1, events=(), query_ltime=1)
+        serf.merge_remote_state(wire.encode_serf(same), False, 1.2)
+        assert queued(serf) == []
+
+
 def test_join_push_pull_ignores_old_events() -> None:
     """During a join that ignores old events, the remote event clock becomes the minimum."""
     serf, _ = make()
