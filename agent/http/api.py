@@ -242,14 +242,15 @@ class AgentAPI(ClusterMixin, SchedulingMixin):
             raise ApiError(500, error)
         log.info("force leave done name=%s prune=%s", node, prune)
 
-    def agent_self(self) -> dict[str, Any]:
-        """``/v1/agent/self`` (agent-api.md 3.3)."""
-        from .self_info import self_document
+    def agent_self(self, *, encoded: bool = False) -> Any:
+        """``/v1/agent/self`` (agent-api.md 3.3): the document, or its compact JSON text."""
+        from .self_info import self_body, self_document
 
         member = (member_json(self.handle.local_member()) if self.handle is not None
                   else dict(EMPTY_MEMBER))
         node_id = self.server.node_id if self.server is not None else ""
-        return self_document(self.config, node_id, self.handle, self.server, member, self.client)
+        build = self_body if encoded else self_document
+        return build(self.config, node_id, self.handle, self.server, member, self.client)
 
 
 def _in_trio() -> bool:

@@ -49,10 +49,13 @@ def empty_response(status: int = 200) -> Response:
     return response
 
 
+def _pretty() -> bool:
+    return "pretty" in request.args and request.args.get("pretty") != "0"
+
+
 def json_response(value: Any) -> Response:
     """Go's ``json.Marshal`` layout, or ``MarshalIndent`` with 4 spaces for ``?pretty``."""
-    pretty = "pretty" in request.args and request.args.get("pretty") != "0"
-    if pretty:
+    if _pretty():
         body = json.dumps(value, indent=4, ensure_ascii=False) + "\n"
     else:
         body = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -148,7 +151,11 @@ def create_app(api: AgentFacade) -> QuartTrio:
     async def agent_self() -> Response:
         _require_method("GET")
         await require(api, "agent:read")
-        return json_response(api.agent_self())
+        if _pretty():
+            return json_response(api.agent_self())
+        # Compact: the unchanging config part is spliced in already encoded.
+        return Response(api.agent_self(encoded=True).encode(), status=200,
+                        content_type="application/json")
 
     from .client_routes import register_client_routes
     from .cluster_routes import register_cluster_routes

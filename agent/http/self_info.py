@@ -8,6 +8,7 @@ names, nanosecond durations and secrets redacted.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
 import sys
@@ -20,11 +21,12 @@ from .self_config import go_config
 
 if TYPE_CHECKING:
     from gossip.driver import GossipHandle
+    from gossip.types import Member
 
     from ..config import AgentConfig
     from ..server import ServerRuntime
 
-__all__ = ["go_duration", "self_document"]
+__all__ = ["go_duration", "self_document", "self_body"]
 
 _NS = 1_000_000_000
 _GO_MAX_DURATION = "2562047h47m16.854775807s"
@@ -67,8 +69,8 @@ def _strings(section: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def nomad_stats(config: AgentConfig, server: ServerRuntime, handle: GossipHandle) -> dict[str, str]:
-    regions = {m.tags.get("region", "") for m in handle.members()
+def nomad_stats(config: AgentConfig, server: ServerRuntime, members: list[Member]) -> dict[str, str]:
+    regions = {m.tags.get("region", "") for m in members
                if m.tags.get("role") == "nomad" and str(m.status) not in ("left", "failed")}
     regions.add(config.region)
     is_leader = server.raft.core.role.value == "Leader"
@@ -103,9 +105,10 @@ def raft_stats(config: AgentConfig, server: ServerRuntime) -> dict[str, str]:
     })
 
 
-def serf_stats(handle: GossipHandle) -> dict[str, str]:
-    stats = handle.stats()
-    members = handle.members()
+def serf_stats(handle: GossipHandle, members: list[Member]) -> dict[str, str]:
+    # The core's own snapshot: none of the driver counters that handle.stats() merges
+    # in are shown here.
+    stats = handle.core.stats()
     return _strings({
         "members": len(members),
         "failed": sum(1 for m in members if str(m.status) == "failed"),
@@ -166,13 +169,39 @@ def self_document(config: AgentConfig, node_id: str, handle: GossipHandle | None
                   server: ServerRuntime | None, member: dict[str, Any] | None,
                   client: Any = None) -> dict[str, Any]:
     """The whole ``/v1/agent/self`` answer: ``config``, ``member``, ``stats``."""
+    return {"config": go_config(config), "member": member,
+            "stats": _stats(config, handle, server, client)}
+
+
+def self_body(config: AgentConfig, node_id: str, handle: GossipHandle | None,
+              server: ServerRuntime | None, member: dict[str, Any] | None,
+              client: Any = None) -> str:
+    """``self_document`` as compact JSON, the same text as ``json.dumps`` of it gives.
+
+    The ``config`` object (most of the bytes) never changes, so its text is encoded once
+    per configuration and spliced in; only ``member`` and ``stats`` are encoded per call.
+    """
+    member_text = json.dumps(member, separators=(",", ":"), ensure_ascii=False)
+    stats_text = json.dumps(_stats(config, handle, server, client), separators=(",", ":"),
+                            ensure_ascii=False)
+    return f'{{"config":{_config_text(config)},"member":{member_text},"stats":{stats_text}}}'
+
+
+@functools.lru_cache(maxsize=16)
+def _config_text(config: AgentConfig) -> str:
+    return json.dumps(go_config(config), separators=(",", ":"), ensure_ascii=False)
+
+
+def _stats(config: AgentConfig, handle: GossipHandle | None, server: ServerRuntime | None,
+           client: Any) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     if client is not None:
         stats["client"] = client_stats(client)
     if server is not None and handle is not None:
-        stats["nomad"] = nomad_stats(config, server, handle)
+        members = handle.members()
+        stats["nomad"] = nomad_stats(config, server, members)
         stats["raft"] = raft_stats(config, server)
-        stats["serf"] = serf_stats(handle)
+        stats["serf"] = serf_stats(handle, members)
         stats["vault"] = None
     stats["runtime"] = runtime_stats()
-    return {"config": go_config(config), "member": member, "stats": stats}
+    return stats

@@ -128,6 +128,13 @@ async def test_self_stats_per_mode_and_client_only_members_are_forwarded() -> No
             _, body, _ = await fetch(server, "GET", "/v1/agent/self")
             document = json.loads(body)
             assert list(document) == ["config", "member", "stats"]
+            # The compact answer splices in the config's cached text: it must still be
+            # exactly Go's compact encoding of the document, and hold what ?pretty shows.
+            assert body == json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+            _, pretty, _ = await fetch(server, "GET", "/v1/agent/self?pretty")
+            shown = json.loads(pretty)
+            assert (shown["config"], shown["member"]) == (document["config"], document["member"])
+            assert list(shown["stats"]) == list(document["stats"])
             assert document["member"]["Name"] == "s1.global"
             assert_all_strings(document["stats"], {"nomad", "raft", "serf", "runtime", "vault"})
             assert document["stats"]["nomad"]["leader"] == "true"
@@ -143,6 +150,8 @@ async def test_self_stats_per_mode_and_client_only_members_are_forwarded() -> No
                 assert [m["Name"] for m in members["Members"]] == ["s1.global"]
                 _, body, _ = await fetch(client, "GET", "/v1/agent/self")
                 document = json.loads(body)
+                assert body == json.dumps(document, separators=(",", ":"),
+                                          ensure_ascii=False).encode()
                 assert document["member"] == {
                     "Name": "", "Addr": None, "Port": 0, "Tags": None, "Status": "none",
                     "ProtocolMin": 0, "ProtocolMax": 0, "ProtocolCur": 0, "DelegateMin": 0,
