@@ -6,6 +6,7 @@ Results are plain dicts in Nomad's key order, ready for JSON; failures are
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,29 @@ def member_json(member: Member) -> dict[str, Any]:
         "DelegateMax": member.delegate_max,
         "DelegateCur": member.delegate_cur,
     }
+
+
+_MEMBER_TEXT: dict[tuple[Any, ...], str] = {}
+_MEMBER_TEXT_LIMIT = 4096
+
+
+def member_text(member: Member) -> str:
+    """``member_json`` as compact JSON, cached by every field it shows.
+
+    ``/v1/agent/members`` lists every member on each request while members seldom
+    change; the key holds all the fields (tags in their order), so a cached text is
+    always the one ``json.dumps(member_json(member))`` would give.
+    """
+    key = (member.name, member.addr, member.port, tuple(member.tags.items()), member.status,
+           member.protocol_min, member.protocol_max, member.protocol_cur,
+           member.delegate_min, member.delegate_max, member.delegate_cur)
+    text = _MEMBER_TEXT.get(key)
+    if text is None:
+        if len(_MEMBER_TEXT) >= _MEMBER_TEXT_LIMIT:
+            _MEMBER_TEXT.clear()
+        text = json.dumps(member_json(member), separators=(",", ":"), ensure_ascii=False)
+        _MEMBER_TEXT[key] = text
+    return text
 
 
 class ClusterMixin:
@@ -220,6 +244,17 @@ class AgentAPI(ClusterMixin, SchedulingMixin):
             "ServerDC": self.config.datacenter,
             "Members": [member_json(member) for member in self.handle.members()],
         }
+
+    async def members_body(self, auth_token: str = "") -> str:
+        """``members`` as compact JSON; a server's own view is built from cached texts."""
+        if self.handle is None:
+            return json.dumps(await self.members(auth_token), separators=(",", ":"),
+                              ensure_ascii=False)
+        head = json.dumps({"ServerName": self.config.node, "ServerRegion": self.config.region,
+                           "ServerDC": self.config.datacenter},
+                          separators=(",", ":"), ensure_ascii=False)
+        listed = ",".join(member_text(member) for member in self.handle.members())
+        return f'{head[:-1]},"Members":[{listed}]}}'
 
     async def join(self, addresses: Sequence[str]) -> dict[str, Any]:
         if self.handle is None:

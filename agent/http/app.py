@@ -34,6 +34,10 @@ class AgentFacade(Protocol):
 
     async def members(self, auth_token: str = "") -> dict[str, Any]: ...
 
+    async def members_body(self, auth_token: str = "") -> str:
+        """``members`` as compact JSON text (Go's ``json.Marshal`` layout)."""
+        ...
+
     async def join(self, addresses: Sequence[str]) -> dict[str, Any]: ...
 
     async def force_leave(self, node: str, prune: bool) -> None: ...
@@ -120,7 +124,10 @@ def create_app(api: AgentFacade) -> QuartTrio:
         _require_method("GET")
         check_query_options()
         await require(api, "node:read", unknown="Permission denied")
-        return json_response(await api.members(request_token()))
+        if _pretty():
+            return json_response(await api.members(request_token()))
+        return Response((await api.members_body(request_token())).encode(), status=200,
+                        content_type="application/json")
 
     @app.route("/v1/agent/join", methods=ALL_METHODS)
     async def join() -> Response:

@@ -135,6 +135,14 @@ async def test_self_stats_per_mode_and_client_only_members_are_forwarded() -> No
             shown = json.loads(pretty)
             assert (shown["config"], shown["member"]) == (document["config"], document["member"])
             assert list(shown["stats"]) == list(document["stats"])
+            # /members also answers from cached per-member texts: the same rule.
+            _, body, _ = await fetch(server, "GET", "/v1/agent/members")
+            listed = json.loads(body)
+            assert body == json.dumps(listed, separators=(",", ":"), ensure_ascii=False).encode()
+            _, pretty, _ = await fetch(server, "GET", "/v1/agent/members?pretty")
+            assert json.loads(pretty) == listed
+            assert [m["Name"] for m in listed["Members"]] == ["s1.global"]
+            assert listed["Members"][0]["Tags"]["role"] == "nomad"
             assert document["member"]["Name"] == "s1.global"
             assert_all_strings(document["stats"], {"nomad", "raft", "serf", "runtime", "vault"})
             assert document["stats"]["nomad"]["leader"] == "true"

@@ -34,6 +34,9 @@ class FakeAPI:
         return {"ServerName": "s1", "ServerRegion": "global", "ServerDC": "dc1",
                 "Members": [member_json(member)]}
 
+    async def members_body(self, auth_token: str = "") -> str:
+        return json.dumps(await self.members(auth_token), separators=(",", ":"))
+
     async def join(self, addresses: Sequence[str]) -> dict[str, Any]:
         self.joins.append(list(addresses))
         return {"num_joined": len(addresses), "error": ""}
