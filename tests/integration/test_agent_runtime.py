@@ -103,7 +103,8 @@ async def test_force_leave_unknown_member_is_200_and_known_failed_becomes_left()
                 async def run_b() -> None:
                     with b_scope:
                         config = parse_agent_args(["-server", "-node", "b", "-bind", "127.0.0.1",
-                                                   "-http-port", "0", "-serf-port", "0"])
+                                                   "-http-port", "0", "-serf-port", "0",
+                                                   "-rpc-port", "0"])
                         async with trio.open_nursery() as inner:
                             b_ready.append(await inner.start(AgentRuntime(config,
                                                              gossip_overrides=FAST).run))
@@ -175,7 +176,7 @@ async def test_port_in_use_is_a_startup_error() -> None:
             holder.listen(1)
             port = holder.getsockname()[1]
             config = parse_agent_args(["-server", "-bind", "127.0.0.1", "-http-port", str(port),
-                                       "-serf-port", "0"])
+                                       "-serf-port", "0", "-rpc-port", "0"])
             with pytest.raises(StartupError, match=f"127.0.0.1:{port}"):
                 await AgentRuntime(config).run()
 
@@ -212,7 +213,8 @@ async def test_retry_join_succeeds_once_the_seed_is_up() -> None:
             await wait_until(lambda: handle.stats().counters.get("driver.dial_errors", 0) >= 2,
                              timeout=5, describe=lambda: handle.stats().counters)
             config = parse_agent_args(["-server", "-node", "seed", "-bind", "127.0.0.1",
-                                       "-http-port", "0", "-serf-port", str(seed_port)])
+                                       "-http-port", "0", "-serf-port", str(seed_port),
+                                       "-rpc-port", "0"])
             async with trio.open_nursery() as nursery:
                 await nursery.start(AgentRuntime(config, gossip_overrides=FAST).run)
                 await wait_until(
