@@ -26,7 +26,9 @@ State owned:
 
 Status rules (spec 8.4) as a table: memberlist join -> alive; memberlist leave ->
 leaving becomes left, alive becomes failed; a newer join intent turns leaving back
-into alive; a newer leave intent turns alive into leaving and failed into left.
+into alive; a newer leave intent turns alive into leaving and failed into left. An
+intent about ourselves that we did not send (a leave, or a newer join) is refuted with
+a join intent of our own while we are alive.
 
 Outputs (``MemberJoined``, ``UserEventReceived``, ``QueryReceived``...) queue up in
 ``take_outputs``; packets go out through memberlist's outputs.
@@ -394,8 +396,16 @@ class Serf(SerfQueries):
         self.recent_intents[node] = _Intent(kind, ltime, now)
         return True
 
-    def _handle_join_intent(self, msg: SerfJoin, now: float) -> bool:
-        """Join intent (8.4); True when it should be re-broadcast."""
+    def _handle_join_intent(self, msg: SerfJoin, now: float, *, ours: bool = False) -> bool:
+        """Join intent (8.4); True when it should be re-broadcast.
+
+        ``ours`` marks the intent ``broadcast_join`` makes. Any other join intent about us
+        that is newer than our status LTime did not come from us: it is a push/pull
+        state's artificial join carrying the LTime of a leave intent about us (a
+        force-leave while we are alive) whose gossip copy has not reached us yet. Taken
+        silently, that LTime would make us ignore the copy when it arrives and leave us
+        "leaving" in the sender's view for good, so it is refuted like the leave itself.
+        """
         self.clock.witness(msg.ltime)
         member = self.members.get(msg.node)
         if member is None:
@@ -405,6 +415,9 @@ class Serf(SerfQueries):
         member.status_ltime = msg.ltime
         if member.status == MemberStatus.LEAVING:
             member.status = MemberStatus.ALIVE
+        if msg.node == self.name and not ours and self.state == SerfState.ALIVE:
+            self._log.info("refuting a newer status about us ltime=%d", msg.ltime)
+            self.broadcast_join(now)
         return True
 
     def _handle_leave_intent(self, msg: SerfLeave, now: float) -> bool:
@@ -457,7 +470,7 @@ class Serf(SerfQueries):
         ltime = self.clock.time()
         msg = SerfJoin(ltime=ltime, node=self.name)
         self.clock.witness(ltime)
-        self._handle_join_intent(msg, now)
+        self._handle_join_intent(msg, now, ours=True)
         self.intent_queue.queue(wire.encode_serf(msg))
 
     def has_alive_members(self) -> bool:
@@ -676,24 +689,12 @@ class Serf(SerfQueries):
             if value > 0:
                 clock.witness(value - 1)
         left = set(state.left_members)
-        me = self.members.get(self.name)
-        own_ltime = me.status_ltime if me is not None else 0
         for name in state.left_members:
             ltime = next_ltime(state.status_ltimes.get(name, 0))  # saturates: u64 on the wire
             self._handle_leave_intent(SerfLeave(ltime=ltime, node=name), now)
         for name in sorted(state.status_ltimes):
             if name not in left:
                 self._handle_join_intent(SerfJoin(state.status_ltimes[name], name), now)
-        # The peer holds a status LTime about us newer than ours, and not as left: it has
-        # seen an intent about us that we have not, which can only be a leave intent (a
-        # force-leave while we are alive), whose gossip copy may still be on its way.
-        # Taking that LTime as a join (as Serf does) would make us ignore that copy when
-        # it arrives, leaving us "leaving" in the peer's view for good; refute it now.
-        remote_own = state.status_ltimes.get(self.name)
-        if (remote_own is not None and remote_own > own_ltime and self.name not in left
-                and self.state == SerfState.ALIVE):
-            self._log.info("refuting a newer status about us from push/pull ltime=%d", remote_own)
-            self.broadcast_join(now)
         if join and self.ignore_old_joins > 0:
             self.event_min_time = max(self.event_min_time, state.event_ltime)
         for slot in state.events:
