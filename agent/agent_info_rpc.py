@@ -16,11 +16,13 @@ and ``api_error_from_rpc`` turns it back into the same ``ApiError`` on the calle
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
 from .rpc import NOT_LEADER, RpcError
 
-__all__ = ["rpc_handlers", "rpc_error_text", "api_error_from_rpc", "NOT_READY"]
+__all__ = ["rpc_handlers", "rpc_error_text", "api_error_from_rpc", "carried_api_errors",
+           "rpc_auth_token", "NOT_READY"]
 
 _PREFIX = "RPC Error:: "
 NOT_READY = "Not ready to serve consistent reads"
@@ -29,6 +31,25 @@ NOT_READY = "Not ready to serve consistent reads"
 def rpc_error_text(status: int, message: str) -> str:
     """The error text that carries an HTTP ``status`` across an RPC hop."""
     return f"{_PREFIX}{status},{message}"
+
+
+@contextlib.contextmanager
+def carried_api_errors() -> Iterator[None]:
+    """In an RPC handler: an ``ApiError`` raised inside leaves as the ``RpcError`` carrying it."""
+    from .http.api_errors import ApiError
+
+    try:
+        yield
+    except ApiError as exc:
+        raise RpcError(rpc_error_text(exc.status, exc.message)) from None
+
+
+def rpc_auth_token(args: Any, method: str) -> str:
+    """The ``AuthToken`` of an RPC request ("" when absent); RpcError when not a string."""
+    token = args.get("AuthToken", "") if isinstance(args, dict) else ""
+    if not isinstance(token, str):
+        raise RpcError(f"rpc error: {method} needs a string AuthToken")
+    return token
 
 
 def api_error_from_rpc(text: str, default_status: int = 500) -> Any:
@@ -46,17 +67,12 @@ def rpc_handlers(api: Any) -> dict[str, Callable[[Any], Any]]:
     """``{"Agent.Members": ..., "Agent.Leader": ...}`` for the agent RPC table."""
 
     async def members(args: Any) -> dict[str, Any]:
-        from .http.api_errors import ApiError
         from .http.auth import PERMISSION_DENIED, check_secret
 
-        token = args.get("AuthToken", "") if isinstance(args, dict) else ""
-        if not isinstance(token, str):
-            raise RpcError("rpc error: Agent.Members needs a string AuthToken")
-        try:
+        token = rpc_auth_token(args, "Agent.Members")
+        with carried_api_errors():
             await check_secret(api, token, "node:read", unknown=PERMISSION_DENIED)
             return api.local_members()
-        except ApiError as exc:
-            raise RpcError(rpc_error_text(exc.status, exc.message)) from None
 
     async def leader(_args: Any) -> str:
         from raftlite.errors import NotLeader

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import trio
 
-from .agent_info_rpc import api_error_from_rpc, rpc_error_text
+from .agent_info_rpc import api_error_from_rpc, carried_api_errors, rpc_auth_token, rpc_error_text
 from .http.api_errors import ApiError
 from .rpc import RpcError
 from .ui_state import CHAOS_ACTIONS, ChaosError, chaos_rules, chaos_targets, gather_state, local_view
@@ -36,13 +36,6 @@ log = logging.getLogger(__name__)
 
 CHAOS_TIMEOUT = 5.0
 """Seconds one server may take to install a chaos rule."""
-
-
-def _token(args: Any, method: str) -> str:
-    token = args.get("AuthToken", "") if isinstance(args, dict) else ""
-    if not isinstance(token, str):
-        raise RpcError(f"rpc error: {method} needs a string AuthToken")
-    return token
 
 
 def _chaos_args(args: Any, method: str) -> tuple[str, str, float]:
@@ -135,41 +128,33 @@ def rpc_handlers(api: Any) -> dict[str, Callable[[Any], Any]]:
             raise RpcError(rpc_error_text(400, f"{method} is answered by servers only"))
 
     async def ui_view(args: Any) -> dict[str, Any]:
-        token = _token(args, "Agent.UIView")
+        token = rpc_auth_token(args, "Agent.UIView")
         _server_only("Agent.UIView")
-        try:
+        with carried_api_errors():
             await check_secret(api, token, "agent:read")
-        except ApiError as exc:
-            raise RpcError(rpc_error_text(exc.status, exc.message)) from None
         return local_view(api)
 
     async def ui_state(args: Any) -> dict[str, Any]:
-        token = _token(args, "Agent.UIState")
+        token = rpc_auth_token(args, "Agent.UIState")
         _server_only("Agent.UIState")
-        try:
+        with carried_api_errors():
             await check_secret(api, token, "agent:read")
-        except ApiError as exc:
-            raise RpcError(rpc_error_text(exc.status, exc.message)) from None
         return await gather_state(api, token)
 
     async def ui_faults(args: Any) -> dict[str, Any]:
-        token = _token(args, "Agent.UIFaults")
+        token = rpc_auth_token(args, "Agent.UIFaults")
         action, member, loss = _chaos_args(args, "Agent.UIFaults")
-        try:
+        with carried_api_errors():
             await check_secret(api, token, "agent:write")
             return {"Rules": await local_faults(api, action, member, loss)}
-        except ApiError as exc:
-            raise RpcError(rpc_error_text(exc.status, exc.message)) from None
 
     async def ui_chaos(args: Any) -> dict[str, Any]:
-        token = _token(args, "Agent.UIChaos")
+        token = rpc_auth_token(args, "Agent.UIChaos")
         action, member, loss = _chaos_args(args, "Agent.UIChaos")
         _server_only("Agent.UIChaos")
-        try:
+        with carried_api_errors():
             await check_secret(api, token, "agent:write")
             return await apply_chaos(api, token, action, member, loss)
-        except ApiError as exc:
-            raise RpcError(rpc_error_text(exc.status, exc.message)) from None
 
     return {"Agent.UIView": ui_view, "Agent.UIState": ui_state, "Agent.UIFaults": ui_faults,
             "Agent.UIChaos": ui_chaos}

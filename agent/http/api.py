@@ -6,7 +6,6 @@ Results are plain dicts in Nomad's key order, ready for JSON; failures are
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ import trio
 
 from ..join import join_addresses, multierror
 from .api_errors import ApiError
+from .jsontext import compact_json
 from .sched_api import SchedulingMixin
 from ..rpc import RpcError
 
@@ -63,7 +63,7 @@ def member_text(member: Member) -> str:
 
     ``/v1/agent/members`` lists every member on each request while members seldom
     change; the key holds all the fields (tags in their order), so a cached text is
-    always the one ``json.dumps(member_json(member))`` would give.
+    always the one ``compact_json(member_json(member))`` would give.
     """
     key = (member.name, member.addr, member.port, tuple(member.tags.items()), member.status,
            member.protocol_min, member.protocol_max, member.protocol_cur,
@@ -72,7 +72,7 @@ def member_text(member: Member) -> str:
     if text is None:
         if len(_MEMBER_TEXT) >= _MEMBER_TEXT_LIMIT:
             _MEMBER_TEXT.clear()
-        text = json.dumps(member_json(member), separators=(",", ":"), ensure_ascii=False)
+        text = compact_json(member_json(member))
         _MEMBER_TEXT[key] = text
     return text
 
@@ -248,11 +248,9 @@ class AgentAPI(ClusterMixin, SchedulingMixin):
     async def members_body(self, auth_token: str = "") -> str:
         """``members`` as compact JSON; a server's own view is built from cached texts."""
         if self.handle is None:
-            return json.dumps(await self.members(auth_token), separators=(",", ":"),
-                              ensure_ascii=False)
-        head = json.dumps({"ServerName": self.config.node, "ServerRegion": self.config.region,
-                           "ServerDC": self.config.datacenter},
-                          separators=(",", ":"), ensure_ascii=False)
+            return compact_json(await self.members(auth_token))
+        head = compact_json({"ServerName": self.config.node, "ServerRegion": self.config.region,
+                             "ServerDC": self.config.datacenter})
         listed = ",".join(member_text(member) for member in self.handle.members())
         return f'{head[:-1]},"Members":[{listed}]}}'
 

@@ -18,6 +18,7 @@ from quart_trio import QuartTrio
 from ..config import parse_go_bool, parse_go_duration
 from .api import ApiError
 from .auth import request_token, require
+from .jsontext import compact_json
 
 __all__ = ["create_app", "AgentFacade"]
 
@@ -62,7 +63,12 @@ def json_response(value: Any) -> Response:
     if _pretty():
         body = json.dumps(value, indent=4, ensure_ascii=False) + "\n"
     else:
-        body = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        body = compact_json(value)
+    return json_text_response(body)
+
+
+def json_text_response(body: str) -> Response:
+    """A 200 ``application/json`` answer whose JSON text is already made."""
     return Response(body.encode(), status=200, content_type="application/json")
 
 
@@ -126,8 +132,7 @@ def create_app(api: AgentFacade) -> QuartTrio:
         await require(api, "node:read", unknown="Permission denied")
         if _pretty():
             return json_response(await api.members(request_token()))
-        return Response((await api.members_body(request_token())).encode(), status=200,
-                        content_type="application/json")
+        return json_text_response(await api.members_body(request_token()))
 
     @app.route("/v1/agent/join", methods=ALL_METHODS)
     async def join() -> Response:
@@ -161,8 +166,7 @@ def create_app(api: AgentFacade) -> QuartTrio:
         if _pretty():
             return json_response(api.agent_self())
         # Compact: the unchanging config part is spliced in already encoded.
-        return Response(api.agent_self(encoded=True).encode(), status=200,
-                        content_type="application/json")
+        return json_text_response(api.agent_self(encoded=True))
 
     from .client_routes import register_client_routes
     from .cluster_routes import register_cluster_routes

@@ -21,7 +21,6 @@ only; the generic query parameters are parsed first (their 400s); no ACL.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from quart import Response, request
@@ -29,6 +28,7 @@ from quart_trio import QuartTrio
 
 from ..config import parse_go_bool
 from .api_errors import ApiError
+from .jsontext import compact_json
 
 __all__ = ["register_health_routes", "health_document", "server_health"]
 
@@ -130,4 +130,4 @@ def register_health_routes(app: QuartTrio, api: Any) -> None:
         status, body = health_document(checked)
         if status == 200:
             return json_response(body)
-        return error_response(status, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+        return error_response(status, compact_json(body))

@@ -8,7 +8,6 @@ names, nanosecond durations and secrets redacted.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import platform
 import sys
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .self_config import go_config
+from .jsontext import compact_json
 
 if TYPE_CHECKING:
     from gossip.driver import GossipHandle
@@ -181,15 +181,14 @@ def self_body(config: AgentConfig, node_id: str, handle: GossipHandle | None,
     The ``config`` object (most of the bytes) never changes, so its text is encoded once
     per configuration and spliced in; only ``member`` and ``stats`` are encoded per call.
     """
-    member_text = json.dumps(member, separators=(",", ":"), ensure_ascii=False)
-    stats_text = json.dumps(_stats(config, handle, server, client), separators=(",", ":"),
-                            ensure_ascii=False)
+    member_text = compact_json(member)
+    stats_text = compact_json(_stats(config, handle, server, client))
     return f'{{"config":{_config_text(config)},"member":{member_text},"stats":{stats_text}}}'
 
 
 @functools.lru_cache(maxsize=16)
 def _config_text(config: AgentConfig) -> str:
-    return json.dumps(go_config(config), separators=(",", ":"), ensure_ascii=False)
+    return compact_json(go_config(config))
 
 
 def _stats(config: AgentConfig, handle: GossipHandle | None, server: ServerRuntime | None,
